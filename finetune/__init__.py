@@ -1,0 +1,1 @@
+"""Contrastive fine-tuning of sentence-transformers bi-encoders (pairs, negatives, losses, training)."""

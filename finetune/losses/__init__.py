@@ -1,0 +1,1 @@
+"""Losses with the sentence-transformers loss contract: ``forward(sentence_features, labels) -> Tensor``."""

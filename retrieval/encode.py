@@ -1,0 +1,62 @@
+"""Turn documents and queries into vectors with a sentence-transformers model.
+
+Documents are embedded as BEIR does, ``title + " " + text`` stripped, cut at the
+model's ``max_seq_length``. Optional prompts (``"query: "``/``"passage: "`` for
+e5, an instruction for bge) are prepended by sentence-transformers; they are
+recorded in the index metadata because they change the vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+DEFAULT_BATCH_SIZE = 64
+
+
+def doc_text(doc: dict[str, str]) -> str:
+    return f"{doc.get('title') or ''} {doc.get('text') or ''}".strip()
+
+
+def doc_texts(corpus: dict[str, dict[str, str]], ids: Iterable[str] | None = None) -> list[str]:
+    return [doc_text(corpus[i]) for i in (corpus if ids is None else ids)]
+
+
+def corpus_fingerprint(corpus: dict[str, dict[str, str]]) -> str:
+    """A hash of ids, titles and texts in corpus order; the same corpus gives the same index."""
+    digest = hashlib.sha256()
+    for doc_id, doc in corpus.items():
+        for part in (doc_id, doc.get("title") or "", doc.get("text") or ""):
+            digest.update(part.encode("utf-8"))
+            digest.update(b"\x1f")
+    return digest.hexdigest()[:16]
+
+
+def encode(
+    model: SentenceTransformer,
+    texts: list[str],
+    prompt: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = True,
+) -> np.ndarray:
+    """Embed ``texts`` (float32, not normalised; indexes normalise). Batches are length-sorted by sentence-transformers."""
+    if not texts:
+        from retrieval.models import embedding_dim
+
+        dim = embedding_dim(model)
+        return np.zeros((0, dim), dtype=np.float32)
+    vectors = model.encode(
+        texts,
+        prompt=prompt or None,
+        batch_size=batch_size,
+        show_progress_bar=progress,
+        convert_to_numpy=True,
+        normalize_embeddings=False,
+    )
+    return np.asarray(vectors, dtype=np.float32)

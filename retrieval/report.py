@@ -1,0 +1,67 @@
+"""Render evaluation results as a terminal table, ``metrics.json`` and ``report.md``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from index.atomic import write_text
+
+
+def metrics_table(results: dict[str, dict[str, float]], digits: int = 4) -> str:
+    """A fixed-width text table: one row per system, one column per metric."""
+    if not results:
+        return "(no results)"
+    metrics = list(next(iter(results.values())))
+    width = max(len("system"), *(len(n) for n in results))
+    lines = ["  ".join([f"{'system':<{width}}", *(f"{m:>10}" for m in metrics)])]
+    lines.append("-" * len(lines[0]))
+    for name, scores in results.items():
+        lines.append("  ".join([f"{name:<{width}}", *(f"{scores[m]:>10.{digits}f}" for m in metrics)]))
+    return "\n".join(lines)
+
+
+def markdown_table(results: dict[str, dict[str, float]], digits: int = 4) -> str:
+    metrics = list(next(iter(results.values())))
+    lines = ["| system | " + " | ".join(metrics) + " |", "|---|" + "---:|" * len(metrics)]
+    for name, scores in results.items():
+        lines.append(f"| {name} | " + " | ".join(f"{scores[m]:.{digits}f}" for m in metrics) + " |")
+    return "\n".join(lines)
+
+
+def significance_markdown(comparison: dict[str, Any], max_p: float = 0.05) -> str:
+    """p-values of ranx's paired test for every pair of systems, with win/tie/loss counts."""
+    names, metrics = comparison["model_names"], comparison["metrics"]
+    lines = [
+        f"Paired {comparison['stat_test']} test; * marks p < {max_p}. W/T/L: per-query wins, ties, losses of the row system.",
+        "",
+        "| system | vs | " + " | ".join(f"{m} p (W/T/L)" for m in metrics) + " |",
+        "|---|---|" + "---|" * len(metrics),
+    ]
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            cells = []
+            for m in metrics:
+                p = float(comparison[a]["comparisons"][b][m])
+                wtl = comparison[a]["win_tie_loss"][b][m]
+                cells.append(f"{p:.4g}{'*' if p < max_p else ''} ({wtl['W']}/{wtl['T']}/{wtl['L']})")
+            lines.append(f"| {a} | {b} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_metrics(path: str | Path, results: dict[str, dict[str, float]]) -> None:
+    write_text(path, json.dumps(results, indent=2) + "\n")
+
+
+def eval_report(
+    title: str,
+    results: dict[str, dict[str, float]],
+    comparison: dict[str, Any] | None,
+    settings: dict[str, Any],
+) -> str:
+    parts = [f"# {title}", "", "## Metrics", "", markdown_table(results), ""]
+    if comparison and len(comparison.get("model_names", [])) > 1:
+        parts += ["## Significance", "", significance_markdown(comparison), ""]
+    parts += ["## Settings", "", "```json", json.dumps(settings, indent=2, default=str), "```", ""]
+    return "\n".join(parts)

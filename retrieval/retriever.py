@@ -1,0 +1,111 @@
+"""Dense retrieval: index a corpus with a model (or reuse the index), search, return ranx runs.
+
+The index directory is the cache: :func:`build_or_load` re-encodes only when no
+index exists or the one there was made from another model, corpus or setting.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from ranx import Run
+
+from index import IndexMeta, IndexMismatchError, StoredIndex, build_index, load_index, save_index
+from index.build import normalize
+from retrieval.encode import DEFAULT_BATCH_SIZE, corpus_fingerprint, doc_texts, encode
+from retrieval.models import embedding_dim, model_fingerprint
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class IndexSpec:
+    """How a corpus is turned into an index; every field changes the index."""
+
+    factory: str = "Flat"
+    query_prompt: str | None = None
+    document_prompt: str | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    save_embeddings: bool = True
+
+
+def expectation(model: SentenceTransformer, corpus: dict, spec: IndexSpec) -> dict:
+    return {
+        "model_fingerprint": model_fingerprint(model),
+        "corpus_fingerprint": corpus_fingerprint(corpus),
+        "dim": embedding_dim(model),
+        "normalized": True,
+        "query_prompt": spec.query_prompt,
+        "document_prompt": spec.document_prompt,
+        "factory": spec.factory,
+    }
+
+
+def build_or_load(
+    model: SentenceTransformer,
+    model_name: str,
+    corpus: dict[str, dict[str, str]],
+    path: str | Path,
+    spec: IndexSpec | None = None,
+    rebuild: bool = True,
+    progress: bool = True,
+    source: str = "",
+) -> StoredIndex:
+    """Return the index at ``path`` if it matches; otherwise encode and build it.
+
+    With ``rebuild=False`` a mismatching index on disk raises instead of being
+    replaced (for paths the user named, where silently overwriting would surprise).
+    """
+    spec = spec or IndexSpec()
+    path = Path(path)
+    expect = expectation(model, corpus, spec)
+    if (path / "meta.json").exists():
+        try:
+            stored = load_index(path, expect=expect)
+            logger.info("reusing index at %s (%d documents)", path, len(stored))
+            return stored
+        except IndexMismatchError as err:
+            if not rebuild:
+                raise
+            logger.warning("%s; rebuilding", err)
+    ids = list(corpus)
+    vectors = normalize(encode(model, doc_texts(corpus, ids), spec.document_prompt, spec.batch_size, progress))
+    index = build_index(vectors, spec.factory, normalized=False)
+    meta = IndexMeta(model=model_name, doc_ids=ids, corpus_source=source, **expect)
+    return save_index(path, index, meta, vectors if spec.save_embeddings else None)
+
+
+def run_from_hits(qids: list[str], ids: list[list[str]], scores: np.ndarray, name: str) -> Run:
+    """A ranx Run from per-query id lists and the score matrix FAISS returned."""
+    data = {q: {d: float(s) for d, s in zip(row_ids, row_scores)} for q, row_ids, row_scores in zip(qids, ids, scores)}
+    run = Run.from_dict(data)
+    run.name = name
+    return run
+
+
+def search(
+    stored: StoredIndex,
+    model: SentenceTransformer,
+    queries: dict[str, str],
+    k: int = 100,
+    name: str = "dense",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool = True,
+) -> Run:
+    """Encode ``queries`` with the index's query prompt and return the top-``k`` as a Run."""
+    if stored.meta.model_fingerprint != model_fingerprint(model):
+        raise IndexMismatchError(
+            f"{stored.path}: index was built with model {stored.meta.model!r} "
+            f"(weights {stored.meta.model_fingerprint}); the query model has weights {model_fingerprint(model)}"
+        )
+    qids = list(queries)
+    vectors = encode(model, [queries[q] for q in qids], stored.meta.query_prompt, batch_size, progress)
+    ids, scores = stored.search(vectors, k)
+    return run_from_hits(qids, ids, scores, name)

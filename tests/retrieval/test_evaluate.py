@@ -1,0 +1,38 @@
+"""Metrics come from ranx and equal values computed by hand on a toy example."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from ranx import Run
+
+from retrieval.evaluate import compare, evaluate, per_query
+
+QRELS = {"q1": {"a": 1, "c": 1}, "q2": {"x": 1}}
+RUN = Run.from_dict({"q1": {"a": 0.9, "b": 0.8, "c": 0.7}, "q2": {"y": 0.9, "z": 0.5}})
+
+
+def test_metrics_equal_hand_computed_values():
+    got = evaluate(QRELS, {"r": RUN})["r"]
+    dcg = 1 + 1 / math.log2(4)          # relevant at ranks 1 and 3
+    idcg = 1 + 1 / math.log2(3)         # ideal: ranks 1 and 2
+    assert got["ndcg@10"] == pytest.approx((dcg / idcg + 0.0) / 2)
+    assert got["recall@1"] == pytest.approx((0.5 + 0) / 2)
+    assert got["recall@5"] == pytest.approx((1.0 + 0) / 2)
+    assert got["mrr@10"] == pytest.approx((1.0 + 0) / 2)
+    assert got["map@100"] == pytest.approx(((1 + 2 / 3) / 2 + 0) / 2)
+
+
+def test_judged_query_missing_from_run_scores_zero_and_extra_queries_are_ignored():
+    run = Run.from_dict({"q1": {"a": 1.0, "c": 0.5}, "q9": {"a": 1.0}})
+    assert evaluate(QRELS, {"r": run})["r"]["ndcg@10"] == pytest.approx(0.5)
+    assert per_query(QRELS, run) == {"q1": pytest.approx(1.0), "q2": 0.0}
+    assert "q9" in run.to_dict()  # the caller's run is left whole
+
+
+def test_compare_gives_p_values_and_win_loss_counts():
+    better = Run.from_dict({"q1": {"a": 0.9, "c": 0.8}, "q2": {"x": 0.9}})
+    report = compare(QRELS, {"base": RUN, "better": better}, ["ndcg@10"]).to_dict()
+    assert 0.0 <= float(report["base"]["comparisons"]["better"]["ndcg@10"]) <= 1.0
+    assert report["better"]["win_tie_loss"]["base"]["ndcg@10"] == {"W": 2, "T": 0, "L": 0}
