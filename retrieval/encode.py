@@ -44,14 +44,24 @@ def encode(
     prompt: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
+    role: str = "document",
 ) -> np.ndarray:
-    """Embed ``texts`` (float32, not normalised; indexes normalise). Batches are length-sorted by sentence-transformers."""
+    """Embed ``texts`` as ``role`` (``"query"`` or ``"document"``): float32, not normalised (indexes normalise).
+
+    Goes through ``encode_query``/``encode_document`` so asymmetric models (a
+    ``Router`` with query and document routes) use the right route, and models
+    that define ``query``/``document`` prompts get them when ``prompt`` is None.
+    Batches are length-sorted by sentence-transformers.
+    """
+    if role not in ("query", "document"):
+        raise ValueError(f"role must be 'query' or 'document', not {role!r}")
     if not texts:
         from retrieval.models import embedding_dim
 
         dim = embedding_dim(model)
         return np.zeros((0, dim), dtype=np.float32)
-    vectors = model.encode(
+    method = model.encode_query if role == "query" else model.encode_document
+    vectors = method(
         texts,
         prompt=prompt or None,
         batch_size=batch_size,

@@ -60,23 +60,52 @@ def embedding_dim(model: SentenceTransformer) -> int:
     return int(getter())
 
 
-def model_fingerprint(model: SentenceTransformer) -> str:
-    """A hash of the weights, module layout and sequence length: what decides the embeddings.
+def role_modules(model: SentenceTransformer, role: str | None = None) -> list:
+    """The modules that embed inputs of ``role`` (``"query"``/``"document"``), in order.
 
-    Computed once per model object and cached on it; call again after training
-    with ``refresh``-free semantics by deleting ``model._retrieval_fingerprint``.
+    A plain model embeds both roles with all its modules. An asymmetric model starts
+    with a sentence-transformers ``Router``; the route for ``role`` replaces it.
     """
-    cached = getattr(model, "_retrieval_fingerprint", None)
-    if cached:
-        return cached
+    modules = list(model)
+    router = modules[0] if modules else None
+    routes = getattr(router, "sub_modules", None)
+    if role is None or routes is None:
+        return modules
+    key = role if role in routes else getattr(router, "default_route", None)
+    if key not in routes:
+        raise ValueError(f"model has no {role!r} route (routes: {', '.join(routes)})")
+    return list(routes[key]) + modules[1:]
+
+
+def model_fingerprint(model: SentenceTransformer, role: str | None = "document") -> str:
+    """A hash of what decides the embeddings of one role: module types, weights, sequence length.
+
+    Hashed module by module with keys relative to each module, so a plain model and
+    the same modules inside a ``Router`` route hash alike: a model tuned on the query
+    side only keeps its base model's document fingerprint, and with it the base index.
+    ``role=None`` hashes the whole model. Cached on the model object per role; after
+    changing weights delete ``model._retrieval_fingerprints``.
+    """
+    cache = getattr(model, "_retrieval_fingerprints", None)
+    if cache is None:
+        cache = model._retrieval_fingerprints = {}
+    if role in cache:
+        return cache[role]
+    modules = list(model) if role is None else role_modules(model, role)
     digest = hashlib.sha256()
-    digest.update(repr([type(m).__name__ for m in model]).encode())
     digest.update(str(model.max_seq_length).encode())
-    for key, tensor in sorted(model.state_dict().items()):
-        digest.update(key.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(dtype=_byte_dtype()).numpy().tobytes())
-    model._retrieval_fingerprint = digest.hexdigest()[:16]
-    return model._retrieval_fingerprint
+    for module in modules:
+        digest.update(type(module).__name__.encode())
+        for key, tensor in sorted(module.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(dtype=_byte_dtype()).numpy().tobytes())
+    cache[role] = digest.hexdigest()[:16]
+    return cache[role]
+
+
+def forget_fingerprints(model: SentenceTransformer) -> None:
+    """Drop cached fingerprints after the weights changed (training)."""
+    model.__dict__.pop("_retrieval_fingerprints", None)
 
 
 def _byte_dtype():

@@ -38,7 +38,7 @@ class IndexSpec:
 
 def expectation(model: SentenceTransformer, corpus: dict, spec: IndexSpec) -> dict:
     return {
-        "model_fingerprint": model_fingerprint(model),
+        "model_fingerprint": model_fingerprint(model, "document"),
         "corpus_fingerprint": corpus_fingerprint(corpus),
         "dim": embedding_dim(model),
         "normalized": True,
@@ -76,10 +76,20 @@ def build_or_load(
                 raise
             logger.warning("%s; rebuilding", err)
     ids = list(corpus)
-    vectors = normalize(encode(model, doc_texts(corpus, ids), spec.document_prompt, spec.batch_size, progress))
+    vectors = normalize(encode(model, doc_texts(corpus, ids), spec.document_prompt, spec.batch_size, progress, role="document"))
     index = build_index(vectors, spec.factory, normalized=False)
     meta = IndexMeta(model=model_name, doc_ids=ids, corpus_source=source, **expect)
     return save_index(path, index, meta, vectors if spec.save_embeddings else None)
+
+
+def check_model(stored: StoredIndex, model: SentenceTransformer) -> None:
+    """Refuse to pair an index with a model whose document encoder did not build it."""
+    if stored.meta.model_fingerprint != model_fingerprint(model, "document"):
+        raise IndexMismatchError(
+            f"{stored.path}: index was built with model {stored.meta.model!r} "
+            f"(document weights {stored.meta.model_fingerprint}); this model's document weights are "
+            f"{model_fingerprint(model, 'document')}"
+        )
 
 
 def run_from_hits(qids: list[str], ids: list[list[str]], scores: np.ndarray, name: str) -> Run:
@@ -99,13 +109,13 @@ def search(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
 ) -> Run:
-    """Encode ``queries`` with the index's query prompt and return the top-``k`` as a Run."""
-    if stored.meta.model_fingerprint != model_fingerprint(model):
-        raise IndexMismatchError(
-            f"{stored.path}: index was built with model {stored.meta.model!r} "
-            f"(weights {stored.meta.model_fingerprint}); the query model has weights {model_fingerprint(model)}"
-        )
+    """Encode ``queries`` with the index's query prompt and return the top-``k`` as a Run.
+
+    The model's *document* side must be the one that built the index (a model tuned
+    on the query side only searches its base model's index).
+    """
+    check_model(stored, model)
     qids = list(queries)
-    vectors = encode(model, [queries[q] for q in qids], stored.meta.query_prompt, batch_size, progress)
+    vectors = encode(model, [queries[q] for q in qids], stored.meta.query_prompt, batch_size, progress, role="query")
     ids, scores = stored.search(vectors, k)
     return run_from_hits(qids, ids, scores, name)

@@ -46,7 +46,9 @@ def test_search_with_another_model_is_refused(tiny_model, beir_dir, tmp_path):
     stored = build_or_load(tiny_model, "tiny", corpus, tmp_path / "idx", progress=False)
     with torch.no_grad():
         next(tiny_model.parameters()).add_(0.01)
-    del tiny_model._retrieval_fingerprint
+    from retrieval.models import forget_fingerprints
+
+    forget_fingerprints(tiny_model)
     with pytest.raises(IndexMismatchError, match="weights"):
         search(stored, tiny_model, {"q": "cats"}, progress=False)
 
