@@ -43,6 +43,10 @@ def load_folder(folder: Path, strict: bool = False, name: str | None = None) -> 
         from retrieval.hf import load_saved
 
         return load_saved(folder, strict=strict, name=name)
+    from retrieval.userdata import is_user_folder, load_user_folder
+
+    if is_user_folder(folder):
+        return load_user_folder(folder, strict=strict, name=name)
     return load_beir(folder, strict=strict, name=name)
 
 

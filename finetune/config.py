@@ -1,0 +1,94 @@
+"""Every knob of fine-tuning, with its help text: the CLI flags and config-file keys come from here."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class FinetuneConfig:
+    base: str = _f("all-MiniLM-L6-v2", "base sentence-transformers model (name or folder)")
+    mode: str = _f(
+        "query", "what is trained: 'query' tunes the query encoder against the frozen base document index "
+        "(every corpus document is a negative; nothing to re-encode), 'full' tunes one shared encoder on "
+        "in-batch + mined hard negatives (the corpus must be re-encoded afterwards)",
+        choices=("query", "full"),
+    )
+    train_split: str = _f("train", "qrels split to train on")
+    dev_split: str = _f("dev", "qrels split for model selection; when absent, --dev-fraction of train is held out")
+    dev_fraction: float = _f(0.1, "share of training queries held out for dev when the dataset has no dev split")
+    test_split: str = _f("test", "qrels split the tuned model is evaluated on at the end ('' to skip)")
+    epochs: int = _f(20, "passes over the training queries (one sampled positive per query per epoch)")
+    batch_size: int = _f(32, "queries per batch (per process)")
+    learning_rate: float = _f(4e-5, "peak learning rate (AdamW), reached after warmup, then linear decay")
+    warmup_ratio: float = _f(0.1, "share of steps spent warming the learning rate up")
+    weight_decay: float = _f(0.01, "AdamW weight decay")
+    temperature: float = _f(0.05, "InfoNCE temperature tau (logits are cosine / tau)")
+    learnable_temperature: bool = _f(False, "learn tau (mode full)")
+    symmetric: bool = _f(False, "add the document->query InfoNCE term (mode full)")
+    num_negatives: int = _f(1, "mined hard negatives per query (mode full)")
+    rank_start: int = _f(10, "mined negatives come from base-model ranks [rank_start, rank_end)")
+    rank_end: int = _f(100, "end of the mining rank window (exclusive)")
+    margin: float = _f(0.95, "candidates scoring above margin x the positive's score are likely false negatives: "
+                              "dropped from mining, masked in mode query (NV-Retriever rule)")
+    gradient_cache: bool = _f(False, "GradCache: large batches in bounded memory (mode full)")
+    mini_batch_size: int = _f(32, "mini-batch size for --gradient-cache")
+    query_max_length: int = _f(64, "tokens kept of each query while training")
+    doc_max_length: int = _f(256, "tokens kept of each document while training (mode full)")
+    precision: str = _f("auto", "bf16/fp16 autocast or fp32; auto: bf16 on GPUs and CPUs that support it, else fp32",
+                        choices=("auto", "bf16", "fp16", "fp32"))
+    evals_per_epoch: int = _f(1, "dev evaluations (and checkpoints) per epoch; the best dev nDCG@10 is kept")
+    seed: int = _f(42, "seed for the dev split, sampling, mining and initialisation")
+    batch_size_encode: int = _f(64, "batch size when encoding for indexes and evaluation")
+
+    def fingerprint(self, *, exclude: tuple[str, ...] = ("test_split", "batch_size_encode")) -> str:
+        """A hash of the settings that change the trained model (checkpoints resume only under the same one)."""
+        data = {k: v for k, v in dataclasses.asdict(self).items() if k not in exclude}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def validate(self) -> None:
+        from retrieval.cli.common import UsageError
+
+        if self.mode not in ("query", "full"):
+            raise UsageError(f"--mode must be 'query' or 'full', not {self.mode!r}")
+        if not 0 < self.temperature <= 10:
+            raise UsageError(f"--temperature must be in (0, 10], got {self.temperature}")
+        if self.rank_start < 1 or self.rank_end <= self.rank_start:
+            raise UsageError(f"mining window [{self.rank_start}, {self.rank_end}) is empty or starts below rank 1")
+        if self.epochs < 1 or self.batch_size < 2:
+            raise UsageError("--epochs must be >= 1 and --batch-size >= 2")
+        if not 0 < self.dev_fraction < 1:
+            raise UsageError(f"--dev-fraction must be between 0 and 1, got {self.dev_fraction}")
+
+
+def add_to_parser(parser, cls=FinetuneConfig) -> None:
+    """One ``--flag`` per dataclass field, typed, with the field's help and default."""
+    group = parser.add_argument_group("fine-tuning")
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata['help']} (default: {f.default})"
+        if f.type in ("bool", bool):
+            group.add_argument(flag, action=argparse_bool(), default=f.default, help=help_text)
+        else:
+            kind = {"int": int, "float": float, "str": str}[f.type if isinstance(f.type, str) else f.type.__name__]
+            group.add_argument(flag, type=kind, default=f.default, choices=f.metadata.get("choices"), help=help_text)
+
+
+def argparse_bool():
+    import argparse
+
+    return argparse.BooleanOptionalAction
+
+
+def from_args(args: Any, cls=FinetuneConfig) -> FinetuneConfig:
+    config = cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+    config.validate()
+    return config

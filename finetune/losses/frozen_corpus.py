@@ -1,0 +1,86 @@
+"""InfoNCE of each query against the whole corpus, whose embeddings stay frozen.
+
+Query-side fine-tuning: the document encoder and its index are the base model's,
+left untouched; only the query encoder learns. Every document of the corpus is
+a candidate, so each query sees N-1 negatives at the cost of one matrix product
+with the cached document embeddings (the base index's ``embeddings.npy``), and
+after training there is nothing to re-encode. The objective is the same InfoNCE
+as :class:`~finetune.losses.info_nce.InfoNCE` with the candidate set taken to
+its limit; false negatives are handled by masking: every other known positive of
+the query, plus the documents the mining step flagged as suspects (scored by the
+base model above ``margin x`` the positive, the NV-Retriever rule).
+
+Inputs:
+
++-------------------------------+-------------------------------------------+
+| Texts                         | Labels                                    |
++===============================+===========================================+
+| (query)                       | ``[query_idx, positive_doc_idx]`` (long)  |
++-------------------------------+-------------------------------------------+
+
+Reference: asymmetric/query-side tuning with a fixed document index follows the
+"frozen document encoder" setups of e.g. DensePhrases (Lee et al., 2021) and LiT
+(Zhai et al., 2022, locked-image tuning).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from finetune.losses.core import PositivePairs, as_positive_pairs, info_nce_from_scores
+
+
+class FrozenCorpusInfoNCE(nn.Module):
+    def __init__(
+        self,
+        model: nn.Module,
+        documents: Tensor,
+        positives: Mapping[int, Iterable[int]] | PositivePairs,
+        masked: Mapping[int, Iterable[int]] | None = None,
+        temperature: float = 0.05,
+    ) -> None:
+        """``documents``: [N, d] L2-normalised embeddings, row = doc index; ``positives``/``masked``:
+        ``{query_idx: doc indices}`` never counted as negatives of that query (the target excepted)."""
+        super().__init__()
+        self.model = model
+        self.register_buffer("documents", documents.float(), persistent=False)
+        self.temperature = float(temperature)
+        combined: dict[int, set[int]] = {}
+        for source in (positives if isinstance(positives, Mapping) else {}, masked or {}):
+            for q, docs in source.items():
+                combined.setdefault(int(q), set()).update(int(d) for d in docs)
+        self.excluded = as_positive_pairs(positives) if isinstance(positives, PositivePairs) else PositivePairs(combined)
+        self.last_stats: dict[str, float] = {}
+
+    def forward(self, sentence_features: list[dict[str, Tensor]], labels: Tensor) -> Tensor:
+        queries = self.model(sentence_features[0])["sentence_embedding"]
+        queries = F.normalize(queries.float(), dim=-1)
+        documents = self.documents.to(queries.device)
+        scores = queries @ documents.T
+        query_idx, targets = labels[:, 0].to(queries.device), labels[:, 1].to(queries.device)
+        all_docs = torch.arange(documents.size(0), device=queries.device)
+        mask = self.excluded.contains(query_idx, all_docs)
+        mask[torch.arange(len(targets), device=queries.device), targets] = False
+        loss, stats = info_nce_from_scores(scores, targets, mask, self.temperature)
+        self.last_stats = {"loss": float(loss.detach()), **{k: float(v) for k, v in stats.items()},
+                           "temperature": self.temperature}
+        return loss
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "documents": int(self.documents.size(0)),
+                "excluded_pairs": len(self.excluded)}
+
+    @property
+    def citation(self) -> str:
+        return """
+@misc{oord2018cpc,
+    title={Representation Learning with Contrastive Predictive Coding},
+    author={Aaron van den Oord and Yazhe Li and Oriol Vinyals},
+    year={2018}, eprint={1807.03748}, archivePrefix={arXiv}
+}
+"""

@@ -1,0 +1,181 @@
+"""The main job: from a domain dataset to a tuned model, its index and a before/after report.
+
+Stages (each skipped when its output exists and matches its inputs):
+
+1. fine-tune (:func:`finetune.train.finetune`): base index (reused when it matches),
+   mining, training (resumes from its last checkpoint), export of ``RUN/model``;
+   skipped whole when ``stages.json`` records the same settings and data fingerprints;
+2. evaluate base, tuned, BM25 and hybrid (RRF of BM25 and tuned) on the test split;
+3. optionally the forgetting guard on a second dataset (``--general``);
+4. report: ``metrics.json``, ``comparison.json``, ``per_query.json``, ``curves.json``,
+   ``runs/``, ``report.md`` and a self-contained ``report.html``.
+
+The layout is :mod:`retrieval.rundir`'s, which the app reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from finetune.config import FinetuneConfig
+from index.atomic import atomic_path
+from retrieval import rundir
+from retrieval.data import Dataset
+from retrieval.encode import corpus_fingerprint
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TuneOptions:
+    data: str
+    out: Path
+    config: FinetuneConfig
+    general: str | None = None
+    fusion: str = "rrf"
+    k: int = 100
+    strict: bool = False
+
+
+def _qrels_fingerprint(qrels: dict) -> str:
+    return hashlib.sha256(json.dumps(qrels, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class _Progress:
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.seconds = total, 0, {}
+
+    def stage(self, name: str, fn, *args, **kwargs):
+        self.done += 1
+        logger.info("[%d/%d] %s", self.done, self.total, name)
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        self.seconds[name] = round(time.perf_counter() - start, 1)
+        logger.info("[%d/%d] %s done in %.1fs", self.done, self.total, name, self.seconds[name])
+        return result
+
+
+def tune(opts: TuneOptions) -> dict[str, Any]:
+    """Run the main job; return ``{"metrics": ..., "seconds": ..., "run_dir": ...}``."""
+    from retrieval.sources import resolve
+
+    run = rundir.RunDir(Path(opts.out))
+    progress = _Progress(5 if opts.general else 4)
+    dataset = progress.stage("load data", resolve, opts.data, strict=opts.strict)
+    fingerprints = {"corpus": corpus_fingerprint(dataset.corpus),
+                    "qrels": {s: _qrels_fingerprint(q) for s, q in sorted(dataset.qrels.items())},
+                    "settings": opts.config.fingerprint()}
+    progress.stage("fine-tune", _finetune_stage, dataset, opts.config, run, fingerprints)
+    evaluation = progress.stage("evaluate base, tuned, BM25, hybrid", _evaluate, dataset, opts, run)
+    general = progress.stage("forgetting guard", _general, opts, run) if opts.general else None
+    progress.stage("report", _report, dataset, opts, run, evaluation, general, fingerprints, progress.seconds)
+    return {"metrics": evaluation["metrics"], "seconds": progress.seconds, "run_dir": run.path,
+            "general": general}
+
+
+def _finetune_stage(dataset: Dataset, config: FinetuneConfig, run: rundir.RunDir, fingerprints: dict) -> None:
+    from finetune.train import finetune
+
+    stages_file = run.path / "stages.json"
+    done = json.loads(stages_file.read_text()) if stages_file.exists() else {}
+    wanted = {"corpus": fingerprints["corpus"], "qrels": fingerprints["qrels"], "settings": fingerprints["settings"]}
+    if done.get("finetune") == wanted and (run.model_dir / "modules.json").exists():
+        logger.info("fine-tuned model in %s matches settings and data: skipped", run.model_dir)
+        return
+    finetune(dataset, config, run.path, base_index=run.base_index)
+    rundir.write_json(stages_file, {**done, "finetune": wanted})
+
+
+def _evaluate(dataset: Dataset, opts: TuneOptions, run: rundir.RunDir) -> dict[str, Any]:
+    from retrieval.bm25 import bm25_run
+    from retrieval.evaluate import compare, evaluate
+    from retrieval.fusion import hybrid
+    from retrieval.models import load_model
+    from retrieval.retriever import IndexSpec, build_or_load, search
+
+    split = opts.config.test_split or "test"
+    queries, qrels = dataset.split_queries(split), dataset.split(split)
+    spec = IndexSpec(batch_size=opts.config.batch_size_encode)
+    base = load_model(opts.config.base)
+    tuned = load_model(str(run.model_dir))
+    base_index = build_or_load(base, opts.config.base, dataset.corpus, run.base_index, spec, source=dataset.source)
+    tuned_index = _tuned_index(tuned, dataset, run, spec, base_index)
+    runs = {"base": search(base_index, base, queries, opts.k, "base", progress=False),
+            "tuned": search(tuned_index, tuned, queries, opts.k, "tuned", progress=False),
+            "bm25": bm25_run(dataset.corpus, queries, opts.k, progress=False)}
+    runs["hybrid"] = hybrid([runs["bm25"], runs["tuned"]], method=opts.fusion)
+    metrics = evaluate(qrels, runs)
+    comparison = compare(qrels, runs).to_dict()
+    rundir.write_json(run.metrics_json, metrics)
+    rundir.write_json(run.comparison_json, json.loads(json.dumps(comparison, default=float)))
+    rundir.write_json(run.per_query_json, rundir.per_query_payload(qrels, runs))
+    rundir.write_json(run.curves_json, rundir.curves(qrels, runs))
+    for name, r in runs.items():
+        with atomic_path(run.runs_dir / f"{name}.trec") as tmp:
+            r.save(str(tmp), kind="trec")
+    return {"metrics": metrics, "comparison": comparison, "queries": queries, "split": split}
+
+
+def _tuned_index(tuned, dataset: Dataset, run: rundir.RunDir, spec, base_index):
+    """The base index when the tuned model's document side is the base model's; else its own (reused if built)."""
+    from retrieval.models import model_fingerprint
+    from retrieval.retriever import build_or_load
+
+    if model_fingerprint(tuned, "document") == base_index.meta.model_fingerprint:
+        return base_index
+    return build_or_load(tuned, str(run.model_dir), dataset.corpus, run.tuned_index, spec, source=dataset.source)
+
+
+def _general(opts: TuneOptions, run: rundir.RunDir) -> dict[str, Any]:
+    """Base and tuned on a second dataset: does the domain gain cost general ability?"""
+    from retrieval.evaluate import evaluate
+    from retrieval.models import load_model
+    from retrieval.retriever import IndexSpec, build_or_load, search
+    from retrieval.sources import resolve
+
+    other = resolve(opts.general, strict=opts.strict)
+    split = "test" if "test" in other.qrels else next(iter(other.qrels))
+    queries, qrels = other.split_queries(split), other.split(split)
+    spec = IndexSpec(batch_size=opts.config.batch_size_encode)
+    base, tuned = load_model(opts.config.base), load_model(str(run.model_dir))
+    folder = run.path / "general" / other.name
+    base_index = build_or_load(base, opts.config.base, other.corpus, folder / "indexes" / "base", spec, source=other.source)
+    sub = rundir.RunDir(folder)
+    tuned_index = _tuned_index(tuned, other, sub, spec, base_index)
+    runs = {"base": search(base_index, base, queries, opts.k, "base", progress=False),
+            "tuned": search(tuned_index, tuned, queries, opts.k, "tuned", progress=False)}
+    metrics = evaluate(qrels, runs)
+    rundir.write_json(folder / "metrics.json", metrics)
+    return {"name": f"{other.name} ({split}, {len(queries)} queries)", "metrics": metrics}
+
+
+def _report(dataset: Dataset, opts: TuneOptions, run: rundir.RunDir, evaluation: dict, general: dict | None,
+            fingerprints: dict, seconds: dict) -> None:
+    from retrieval import plots
+    from retrieval.tune_report import write_reports
+
+    summary = json.loads((run.path / "finetune.json").read_text()) if (run.path / "finetune.json").exists() else {}
+    figures = {"recall": "report_files/recall_at_k.png"}
+    plots.recall_curves(rundir.read_curves(run), run.path / figures["recall"])
+    if summary.get("dev_history"):
+        figures["training"] = "report_files/training.png"
+        plots.training_curve(summary.get("train_log", []), summary["dev_history"], run.path / figures["training"],
+                             epoch_scale=float(opts.config.epochs))
+    settings = {"data": opts.data, "split": evaluation["split"], "fingerprints": fingerprints,
+                "finetune": dataclasses.asdict(opts.config), "fusion": opts.fusion, "k": opts.k,
+                "dev_split": summary.get("dev_split"), "best_dev": summary.get("best_dev"),
+                "mining": summary.get("mining"), "seconds": {**summary.get("seconds", {}), **seconds}}
+    rundir.write_info(run, data=opts.data, base_model=opts.config.base, tuned_model="model",
+                      split=evaluation["split"], settings=settings)
+    ctx = {"title": f"{opts.config.base} tuned on {dataset.name}", "metrics": evaluation["metrics"],
+           "comparison": evaluation["comparison"], "per_query": rundir.read_per_query(run),
+           "queries": evaluation["queries"], "n_queries": len(evaluation["queries"]), "figures": figures,
+           "general": general, "geometry_md": None, "settings": settings}
+    write_reports(run.path, ctx)

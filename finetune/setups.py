@@ -1,0 +1,162 @@
+"""What differs between the training modes: data rows, loss, dev evaluator, export and test evaluation.
+
+``SETUPS[mode](...)`` builds one; :func:`finetune.train.finetune` runs it through the trainer.
+
+* ``query``: the query encoder learns against the frozen base document embeddings
+  (:class:`~finetune.losses.frozen_corpus.FrozenCorpusInfoNCE`); exported as a
+  sentence-transformers ``Router`` whose document route *is* the base model, so the
+  base index serves the tuned model and nothing is re-encoded.
+* ``full``: one encoder learns from in-batch and mined hard negatives
+  (:class:`~finetune.losses.info_nce.InfoNCE`, or its GradCache twin); the corpus is
+  re-encoded for the test evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from finetune.config import FinetuneConfig
+from finetune.evaluator import DevEvaluator
+from finetune.pairs import TrainQueries, epoch_rows
+from retrieval.data import Dataset
+
+logger = logging.getLogger(__name__)
+
+
+class _Setup:
+    rows_per_epoch: int
+    batch_sampler = "batch_sampler"
+
+    def __init__(self, dataset: Dataset, config: FinetuneConfig, queries: TrainQueries, mined, stored,
+                 documents: np.ndarray, dev_qrels: dict) -> None:
+        from retrieval.models import load_model
+
+        self.config, self.stored, self.queries = config, stored, queries
+        self.model = load_model(config.base)
+        self.max_seq_length = self.model.max_seq_length
+        self.doc_index = {d: i for i, d in enumerate(stored.meta.doc_ids)}
+        self.positives = {i: {self.doc_index[d] for d in docs} for i, docs in enumerate(queries.positives)}
+        self.rows = epoch_rows(queries, config.epochs, config.seed)
+        self.rows_per_epoch = len(queries)
+        self.dev_queries = {q: dataset.queries[q] for q in dev_qrels if q in dataset.queries}
+        self.dev_qrels = dev_qrels
+
+    def _scaled(self, evaluator: DevEvaluator) -> DevEvaluator:
+        evaluator.epoch_scale = float(self.config.epochs)
+        return evaluator
+
+    def evaluate_test(self, model, dataset: Dataset, split: str, out: Path) -> dict[str, dict[str, float]]:
+        from retrieval.evaluate import evaluate
+        from retrieval.models import load_model
+        from retrieval.retriever import search
+
+        queries = dataset.split_queries(split)
+        base = load_model(self.config.base)
+        runs = {"base": search(self.stored, base, queries, name="base", progress=False),
+                "tuned": search(self.tuned_index(model, dataset, out), model, queries, name="tuned", progress=False)}
+        return evaluate(dataset.split(split), runs)
+
+    def tuned_index(self, model, dataset: Dataset, out: Path):
+        return self.stored
+
+
+class QuerySideSetup(_Setup):
+    def __init__(self, dataset, config, queries, mined, stored, documents, dev_qrels) -> None:
+        import torch
+        from datasets import Dataset as HFDataset
+
+        from finetune.losses.frozen_corpus import FrozenCorpusInfoNCE
+
+        super().__init__(dataset, config, queries, mined, stored, documents, dev_qrels)
+        self.model.max_seq_length = min(config.query_max_length, self.max_seq_length)
+        self.train_dataset = HFDataset.from_dict({
+            "query": [queries.texts[i] for i, _ in self.rows],
+            "label": [[i, self.doc_index[d]] for i, d in self.rows],
+        })
+        position = {q: i for i, q in enumerate(queries.qids)}
+        masked: dict[int, set[int]] = {}
+        for suspect in mined.suspects:
+            masked.setdefault(position[suspect["query_id"]], set()).add(self.doc_index[suspect["doc_id"]])
+        documents = torch.from_numpy(np.array(documents, dtype=np.float32))
+        self.loss = FrozenCorpusInfoNCE(self.model, documents, self.positives, masked, config.temperature)
+        self.evaluator = self._scaled(DevEvaluator(self.dev_queries, dev_qrels, stored.meta.doc_ids,
+                                                   documents=documents.numpy(), batch_size=config.batch_size_encode))
+
+    def export(self, path: Path):
+        from finetune.export import query_side_model, save_model
+        from retrieval.models import load_model
+
+        self.model.max_seq_length = self.max_seq_length
+        tuned = query_side_model(self.model, load_model(self.config.base))
+        save_model(tuned, path)
+        return tuned
+
+
+class FullSetup(_Setup):
+    batch_sampler = "no_duplicates"  # a text twice in one batch would be its own false negative
+
+    def __init__(self, dataset, config, queries, mined, stored, documents, dev_qrels) -> None:
+        from datasets import Dataset as HFDataset
+
+        from retrieval.encode import doc_text
+
+        super().__init__(dataset, config, queries, mined, stored, documents, dev_qrels)
+        self.model.max_seq_length = min(config.doc_max_length, self.max_seq_length)
+        corpus = dataset.corpus
+        with_negatives, in_batch_only = [], []
+        for i, positive in self.rows:
+            negatives = [d for d, _ in mined.negatives.get(queries.qids[i], [])][: config.num_negatives]
+            row = {"query": queries.texts[i], "positive": doc_text(corpus[positive])}
+            if len(negatives) == config.num_negatives and negatives:
+                row.update({f"negative_{n + 1}": doc_text(corpus[d]) for n, d in enumerate(negatives)})
+                row["label"] = [i, self.doc_index[positive], *(self.doc_index[d] for d in negatives)]
+                with_negatives.append(row)
+            else:  # starved by the false-negative filter: trains on in-batch negatives alone
+                row["label"] = [i, self.doc_index[positive]]
+                in_batch_only.append(row)
+        parts = {name: HFDataset.from_list(rows) for name, rows in (("mined", with_negatives), ("in_batch", in_batch_only)) if rows}
+        self.train_dataset = parts if len(parts) > 1 else next(iter(parts.values()))
+        self.loss = self._loss(config)
+        pool = self._dev_pool(dev_qrels, documents, config)
+        self.evaluator = self._scaled(DevEvaluator(self.dev_queries, dev_qrels, pool, batch_size=config.batch_size_encode,
+                                                   doc_texts=[doc_text(corpus[d]) for d in pool]))
+
+    def _loss(self, config: FinetuneConfig):
+        kwargs = dict(temperature=config.temperature, learnable_temperature=config.learnable_temperature,
+                      symmetric=config.symmetric, positives=self.positives)
+        if config.gradient_cache:
+            from finetune.losses.cached_info_nce import CachedInfoNCE
+
+            return CachedInfoNCE(self.model, mini_batch_size=config.mini_batch_size, **kwargs)
+        from finetune.losses.info_nce import InfoNCE
+
+        return InfoNCE(self.model, **kwargs)
+
+    def _dev_pool(self, dev_qrels: dict, documents: np.ndarray, config: FinetuneConfig, depth: int = 30) -> list[str]:
+        """Dev positives plus the base model's top ``depth`` per dev query (see finetune.evaluator)."""
+        from retrieval.encode import encode
+
+        qids = list(self.dev_queries)
+        vectors = encode(self.model, [self.dev_queries[q] for q in qids], None, config.batch_size_encode, False, "query")
+        ids, _ = self.stored.search(vectors, depth)
+        pool = {d for row in ids for d in row} | {d for q in qids for d in dev_qrels[q] if d in self.doc_index}
+        return sorted(pool, key=self.doc_index.get)
+
+    def export(self, path: Path):
+        from finetune.export import save_model
+
+        self.model.max_seq_length = self.max_seq_length
+        save_model(self.model, path)
+        return self.model
+
+    def tuned_index(self, model, dataset: Dataset, out: Path):
+        from retrieval.retriever import IndexSpec, build_or_load
+
+        return build_or_load(model, str(out / "model"), dataset.corpus, out / "indexes" / "tuned",
+                             IndexSpec(batch_size=self.config.batch_size_encode), source=dataset.source)
+
+
+SETUPS = {"query": QuerySideSetup, "full": FullSetup}

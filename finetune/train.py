@@ -1,0 +1,226 @@
+"""Fine-tune a bi-encoder with sentence-transformers' trainer: the whole pipeline of one run.
+
+Stages: base index (reused if it exists: never re-encode a corpus whose index
+matches) -> train/dev split -> hard-negative mining over that index -> training
+with dev nDCG@10 at every evaluation, the best checkpoint kept -> export
+(``OUT/model``) -> test evaluation. The training loop is the trainer's; this
+module only wires data, loss, evaluator and arguments together, and adds the
+loss statistics (in-batch accuracy, MI lower bound) to its logs.
+
+Layout under ``out``::
+
+    model/                    the tuned model (SentenceTransformer(path) loads it), with its model card
+    negatives/                mined negatives, suspects (likely false negatives) and counts
+    checkpoints/              trainer checkpoints (resume), settings.json guards against mixing settings
+    logs/                     TensorBoard
+    finetune.json             settings, dev history, test metrics, wall time per stage
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from finetune.config import FinetuneConfig
+from finetune.pairs import TrainQueries, epoch_rows, split_train_dev, train_queries
+from index.atomic import write_text
+from retrieval.cli.common import UsageError
+from retrieval.data import Dataset
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FinetuneResult:
+    model_path: Path
+    dev_split: str
+    dev_history: list[dict[str, float]]
+    train_log: list[dict[str, Any]]
+    test_metrics: dict[str, dict[str, float]] | None
+    mining: dict[str, int]
+    seconds: dict[str, float] = field(default_factory=dict)
+    pairs_per_second: float = 0.0
+
+
+class _Stages:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def run(self, name: str, fn, *args, **kwargs):
+        logger.info("stage: %s", name)
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        self.seconds[name] = round(time.perf_counter() - start, 2)
+        return result
+
+
+def precision_flags(precision: str) -> dict[str, bool]:
+    """Trainer flags for the chosen precision; ``auto`` picks bf16 where the hardware runs it natively."""
+    import torch
+
+    if precision == "auto":
+        if torch.cuda.is_available():
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            precision = "bf16" if _cpu_has_bf16() else "fp32"
+    if precision == "fp16" and not torch.cuda.is_available():
+        raise UsageError("--precision fp16 needs a CUDA GPU; use bf16 or fp32 on CPU")
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def finetune(dataset: Dataset, config: FinetuneConfig, out: str | Path, base_index: str | Path | None = None) -> FinetuneResult:
+    """Run every stage; rerunning with the same settings resumes from the last checkpoint."""
+    from finetune.negatives import MiningConfig, mine_hard_negatives, save_mined
+    from retrieval.encode import encode
+    from retrieval.models import load_model
+    from retrieval.retriever import IndexSpec, build_or_load
+
+    config.validate()
+    out = Path(out)
+    stages = _Stages()
+    base = stages.run("load base model", load_model, config.base)
+    spec = IndexSpec(batch_size=config.batch_size_encode)
+    stored = stages.run("base index", build_or_load, base, config.base, dataset.corpus,
+                        Path(base_index) if base_index else out / "indexes" / "base", spec, source=dataset.source)
+    documents = stored.embeddings()
+    if documents is None:
+        raise UsageError(f"{stored.path}: the base index was saved without embeddings.npy; rebuild it with embeddings")
+    train_qrels, dev_qrels, dev_how = split_train_dev(dataset, config.train_split, config.dev_split, config.dev_fraction, config.seed)
+    queries = train_queries(dataset, train_qrels)
+    logger.info("training on %d queries; dev: %s", len(queries), dev_how)
+
+    query_vectors = stages.run("encode train queries", encode, base, queries.texts, None, config.batch_size_encode, False, "query")
+    mining = MiningConfig(rank_start=1 if config.mode == "query" else config.rank_start, rank_end=config.rank_end,
+                          margin=config.margin, num_negatives=0 if config.mode == "query" else config.num_negatives,
+                          seed=config.seed)
+    mined = stages.run("mine negatives", mine_hard_negatives, stored, query_vectors, queries.qids, queries.qrels(),
+                       mining, dataset.queries, dataset.corpus)
+    save_mined(mined, out / "negatives")
+    counts = {"queries": len(queries), "negatives": sum(len(v) for v in mined.negatives.values()),
+              "suspects": len(mined.suspects), "starved": len(mined.starved)}
+
+    from finetune.setups import SETUPS
+
+    setup = SETUPS[config.mode](dataset, config, queries, mined, stored, np.asarray(documents), dev_qrels)
+    trainer = _trainer(setup, config, out)
+    start = time.perf_counter()
+    stages.run("train", _train, trainer, out, config)
+    train_seconds = time.perf_counter() - start
+    model = stages.run("export", setup.export, out / "model")
+
+    test_metrics = None
+    if config.test_split and config.test_split in dataset.qrels:
+        test_metrics = stages.run("test evaluation", setup.evaluate_test, model, dataset, config.test_split, out)
+    history = dev_history(out, trainer.state.log_history, setup.evaluator)
+    result = FinetuneResult(
+        model_path=out / "model", dev_split=dev_how, dev_history=history, train_log=trainer.state.log_history,
+        test_metrics=test_metrics, mining=counts, seconds=stages.seconds,
+        pairs_per_second=round(len(queries) * config.epochs / max(train_seconds, 1e-9), 2),
+    )
+    from finetune.export import write_model_card
+
+    write_model_card(out / "model", config, dataset, result)
+    write_text(out / "finetune.json", json.dumps(_summary(config, result), indent=2, default=str) + "\n")
+    return result
+
+
+def _summary(config: FinetuneConfig, result: FinetuneResult) -> dict[str, Any]:
+    best = max(result.dev_history, key=lambda h: h["ndcg@10"]) if result.dev_history else None
+    return {"settings": dataclasses.asdict(config), "dev_split": result.dev_split, "best_dev": best,
+            "dev_history": result.dev_history, "test": result.test_metrics, "mining": result.mining,
+            "seconds": result.seconds, "pairs_per_second": result.pairs_per_second,
+            "train_log": result.train_log}
+
+
+def _trainer(setup, config: FinetuneConfig, out: Path):
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+    from finetune.logging import StatsTrainer
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    steps_per_epoch = max(1, math.ceil(setup.rows_per_epoch / (config.batch_size * world)))
+    eval_steps = max(1, steps_per_epoch // max(1, config.evals_per_epoch))
+    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "logs"))
+    import torch
+
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(out / "checkpoints"),
+        num_train_epochs=1,  # the rows already hold every epoch (finetune.pairs.epoch_rows)
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        warmup_steps=float(config.warmup_ratio),  # a float below 1 is a ratio in transformers v5
+        weight_decay=config.weight_decay,
+        lr_scheduler_type="linear",
+        eval_strategy="steps", eval_steps=eval_steps,
+        save_strategy="steps", save_steps=eval_steps, save_total_limit=2,
+        load_best_model_at_end=True, metric_for_best_model=f"eval_{setup.evaluator.name}_ndcg@10", greater_is_better=True,
+        logging_steps=max(1, eval_steps // 4),
+        seed=config.seed, data_seed=config.seed,
+        use_cpu=not torch.cuda.is_available(),
+        report_to=["tensorboard"],
+        batch_sampler=setup.batch_sampler,
+        dataloader_drop_last=world > 1,
+        disable_tqdm=False,
+        **precision_flags(config.precision),
+    )
+    trainer_cls = type("Trainer", (StatsTrainer, SentenceTransformerTrainer), {})
+    return trainer_cls(model=setup.model, args=args, train_dataset=setup.train_dataset, loss=setup.loss,
+                       evaluator=setup.evaluator)
+
+
+def _train(trainer, out: Path, config: FinetuneConfig) -> None:
+    """Train, resuming from the last checkpoint of an earlier run with the same settings."""
+    checkpoints = out / "checkpoints"
+    guard = checkpoints / "settings.json"
+    fingerprint = config.fingerprint()
+    resume = None
+    if guard.exists():
+        previous = json.loads(guard.read_text()).get("fingerprint")
+        if previous != fingerprint:
+            raise UsageError(
+                f"{checkpoints} holds checkpoints of a run with other settings; use another --out, "
+                f"or delete {checkpoints} to start over"
+            )
+        found = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        resume = str(found[-1]) if found else None
+        if resume:
+            logger.info("resuming from %s", resume)
+    else:
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        write_text(guard, json.dumps({"fingerprint": fingerprint, "settings": dataclasses.asdict(config)}, indent=1))
+    if resume is None:  # the starting point of the dev curve, kept for resumed runs
+        trainer.evaluator(trainer.model, epoch=0, steps=0)
+        write_text(checkpoints / "dev_start.json", json.dumps(trainer.evaluator.history[-1]))
+    trainer.train(resume_from_checkpoint=resume)
+
+
+def dev_history(out: Path, log_history: list[dict[str, Any]], evaluator) -> list[dict[str, float]]:
+    """Dev metrics per evaluation, from the trainer's log (restored on resume) plus the step-0 point."""
+    start = out / "checkpoints" / "dev_start.json"
+    history = [json.loads(start.read_text())] if start.exists() else []
+    prefix = f"eval_{evaluator.name}_"
+    for row in log_history:
+        if prefix + "ndcg@10" in row:
+            metrics = {k[len(prefix):]: v for k, v in row.items() if k.startswith(prefix)}
+            history.append({"epoch": round(row.get("epoch", 0) * evaluator.epoch_scale, 3), "step": row.get("step", 0), **metrics})
+    return history
+
+
+__all__ = ["FinetuneConfig", "FinetuneResult", "TrainQueries", "epoch_rows", "finetune", "precision_flags"]

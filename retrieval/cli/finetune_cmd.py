@@ -1,0 +1,58 @@
+"""``retrieval finetune``: contrastive fine-tuning of a bi-encoder on a dataset's training queries."""
+
+from __future__ import annotations
+
+import argparse
+
+from retrieval.cli.common import add_config_arg, add_data_args, echo
+
+DESCRIPTION = """Fine-tune a sentence-transformers bi-encoder on the training qrels of a dataset.
+
+Default recipe (--mode query): the base model indexes the corpus once (reused if the index
+exists); the query encoder is then trained with InfoNCE against every document of that
+index, the base document embeddings frozen; other known positives and likely false
+negatives (base score > --margin x positive score) are masked; the best epoch on the dev
+split is kept. The result is an asymmetric model (a sentence-transformers Router) whose
+document side is the base model, so the existing index serves it: nothing is re-encoded.
+--mode full trains one shared encoder on in-batch plus mined hard negatives instead.
+
+Writes OUT/model (load it with SentenceTransformer(path); model card inside),
+OUT/negatives/ (mined negatives, suspects.jsonl for review), OUT/checkpoints/ (rerunning
+the same command resumes), OUT/logs/ (TensorBoard) and OUT/finetune.json.
+Multi-GPU / multi-process: torchrun --nproc_per_node N -m retrieval.cli finetune ..."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from finetune.config import add_to_parser
+
+    p = sub.add_parser("finetune", help="fine-tune a bi-encoder on a dataset's training queries",
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_args(p, split=None)
+    p.add_argument("--out", required=True, help="output folder (model/, negatives/, checkpoints/, logs/, finetune.json)")
+    p.add_argument("--base-index", default=None, help="index of the corpus under the base model to reuse or build "
+                                                       "(default: OUT/indexes/base)")
+    add_to_parser(p)
+    add_config_arg(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from finetune.config import from_args
+    from finetune.train import finetune
+    from retrieval.report import metrics_table
+    from retrieval.sources import resolve
+
+    config = from_args(args)
+    dataset = resolve(args.data, strict=args.strict)
+    echo(dataset.describe())
+    result = finetune(dataset, config, args.out, base_index=args.base_index)
+    best = max(result.dev_history, key=lambda h: h["ndcg@10"])
+    echo(f"\nmined: {result.mining}")
+    echo(f"dev ({result.dev_split}): nDCG@10 {result.dev_history[0]['ndcg@10']:.4f} -> best {best['ndcg@10']:.4f} "
+         f"at epoch {best['epoch']:.2f}")
+    if result.test_metrics:
+        echo(f"\ntest split '{config.test_split}':")
+        echo(metrics_table(result.test_metrics))
+    echo("\n" + "  ".join(f"{stage}: {s:.1f}s" for stage, s in result.seconds.items()))
+    echo(f"training throughput: {result.pairs_per_second} pairs/s; model at {result.model_path}")
+    return 0

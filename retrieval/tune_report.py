@@ -1,0 +1,107 @@
+"""The main job's report: before vs after, with significance, per-query movers and figures.
+
+``report.md`` links its figures (``report_files/*.png``); ``report.html`` is the
+same content with the figures embedded, so the one file can be mailed or archived.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from index.atomic import write_text
+from retrieval.report import markdown_table, significance_markdown
+
+HEADLINE = ["ndcg@10", "recall@1", "recall@5", "recall@10", "recall@20", "recall@100", "mrr@10"]
+
+
+def wins_losses(per_query: dict[str, Any], a: str = "tuned", b: str = "base", eps: float = 1e-9) -> dict[str, int]:
+    sa, sb = per_query["systems"][a], per_query["systems"][b]
+    diffs = [sa[q] - sb[q] for q in sb if q in sa]
+    return {"wins": sum(d > eps for d in diffs), "losses": sum(d < -eps for d in diffs),
+            "ties": sum(abs(d) <= eps for d in diffs)}
+
+
+def movers(per_query: dict[str, Any], queries: dict[str, str], n: int = 8) -> list[dict[str, Any]]:
+    """The queries whose nDCG@10 changed most, up and down, with first-relevant ranks before -> after."""
+    base, tuned = per_query["systems"]["base"], per_query["systems"]["tuned"]
+    ranks = per_query.get("first_relevant_rank", {})
+    rows = [{"qid": q, "query": queries.get(q, ""), "base": base[q], "tuned": tuned[q], "delta": tuned[q] - base[q],
+             "rank_before": ranks.get("base", {}).get(q), "rank_after": ranks.get("tuned", {}).get(q)} for q in base if q in tuned]
+    rows.sort(key=lambda r: r["delta"])
+    worst = [r for r in rows[:n] if r["delta"] < 0]
+    best = [r for r in reversed(rows[-n:]) if r["delta"] > 0]
+    return best + worst
+
+
+def _movers_table(rows: list[dict[str, Any]]) -> str:
+    def rank(r):
+        return "-" if r is None else str(r)
+
+    lines = ["| query | nDCG@10 base -> tuned | first relevant rank |", "|---|---:|---:|"]
+    for r in rows:
+        text = r["query"].replace("|", "/")
+        text = text if len(text) <= 90 else text[:87] + "..."
+        lines.append(f"| {text} | {r['base']:.3f} -> {r['tuned']:.3f} ({r['delta']:+.3f}) | {rank(r['rank_before'])} -> {rank(r['rank_after'])} |")
+    return "\n".join(lines)
+
+
+def build_markdown(ctx: dict[str, Any]) -> str:
+    """``ctx``: title, metrics, comparison, per_query, queries, figures {name: relative path}, general, geometry_md, settings."""
+    metrics = {name: {m: scores[m] for m in HEADLINE if m in scores} for name, scores in ctx["metrics"].items()}
+    base, tuned = ctx["metrics"].get("base", {}), ctx["metrics"].get("tuned", {})
+    parts = [f"# {ctx['title']}", ""]
+    if base and tuned:
+        parts += [f"**nDCG@10 {base['ndcg@10']:.4f} -> {tuned['ndcg@10']:.4f} ({tuned['ndcg@10'] - base['ndcg@10']:+.4f}); "
+                  f"Recall@100 {base['recall@100']:.4f} -> {tuned['recall@100']:.4f}** on {ctx['n_queries']} test queries.", ""]
+    parts += ["## Metrics", "", markdown_table(metrics), ""]
+    if ctx.get("comparison"):
+        parts += ["## Significance", "", significance_markdown(ctx["comparison"]), ""]
+    if ctx.get("per_query") and "tuned" in ctx["per_query"]["systems"]:
+        wl = wins_losses(ctx["per_query"])
+        parts += ["## Per query (tuned vs base, nDCG@10)", "",
+                  f"{wl['wins']} queries improved, {wl['losses']} got worse, {wl['ties']} unchanged.", "",
+                  "Biggest movers (first relevant rank: position of the first relevant document, - if not in the top 100):", "",
+                  _movers_table(movers(ctx["per_query"], ctx["queries"])), ""]
+    for name, caption in (("recall", "Recall@k before vs after"), ("training", "Training curve")):
+        if name in ctx.get("figures", {}):
+            parts += [f"## {caption}", "", f"![{caption}]({ctx['figures'][name]})", ""]
+    if ctx.get("general"):
+        g = ctx["general"]
+        parts += [f"## Forgetting guard: {g['name']}", "",
+                  "The same models on a second dataset the model was not tuned on; a drop here is general ability "
+                  "lost to the domain gain.", "", markdown_table(g["metrics"]), ""]
+    if ctx.get("geometry_md"):
+        parts += [ctx["geometry_md"], ""]
+    parts += ["## Settings and fingerprints", "", "Rerunning with these settings on data with these fingerprints reproduces this report.",
+              "", "```json", json.dumps(ctx["settings"], indent=2, default=str), "```", ""]
+    return "\n".join(parts)
+
+
+def to_html(markdown_text: str, base_dir: Path, title: str) -> str:
+    """Markdown to one self-contained HTML page (figures inlined as data URIs)."""
+    import markdown
+
+    body = markdown.markdown(markdown_text, extensions=["tables", "fenced_code"])
+
+    def inline(match: re.Match) -> str:
+        path = base_dir / match.group(1)
+        if not path.exists():
+            return match.group(0)
+        data = base64.b64encode(path.read_bytes()).decode()
+        return f'src="data:image/png;base64,{data}"'
+
+    body = re.sub(r'src="([^"]+\.png)"', inline, body)
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}td,th{border:1px solid #ccc;padding:4px 8px}"
+             "th{background:#f3f3f3}img{max-width:100%}pre{background:#f6f6f6;padding:1em;overflow:auto}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head><body>{body}</body></html>"
+
+
+def write_reports(run_dir: Path, ctx: dict[str, Any]) -> None:
+    text = build_markdown(ctx)
+    write_text(run_dir / "report.md", text)
+    write_text(run_dir / "report.html", to_html(text, run_dir, ctx["title"]))

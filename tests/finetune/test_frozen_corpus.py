@@ -1,0 +1,58 @@
+"""The frozen-corpus InfoNCE: the full-corpus softmax, with known positives and suspects masked."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from finetune.losses.frozen_corpus import FrozenCorpusInfoNCE
+
+
+class _Fixed(torch.nn.Module):
+    """A 'model' whose query embeddings are parameters, so gradients are easy to read."""
+
+    def __init__(self, vectors: torch.Tensor) -> None:
+        super().__init__()
+        self.vectors = torch.nn.Parameter(vectors.clone())
+
+    def forward(self, features):
+        return {"sentence_embedding": self.vectors[features["rows"]]}
+
+
+def _setup(masked=None):
+    torch.manual_seed(0)
+    documents = F.normalize(torch.randn(50, 8), dim=-1)
+    model = _Fixed(torch.randn(4, 8))
+    loss = FrozenCorpusInfoNCE(model, documents, positives={0: {3, 7}, 1: {5}}, masked=masked or {}, temperature=0.1)
+    return model, documents, loss
+
+
+def test_equals_cross_entropy_over_the_whole_corpus_when_nothing_is_masked():
+    model, documents, loss = _setup()
+    labels = torch.tensor([[2, 11], [3, 12]])  # queries without other positives
+    got = loss([{"rows": torch.tensor([2, 3])}], labels)
+    logits = F.normalize(model.vectors[[2, 3]], dim=-1) @ documents.T / 0.1
+    assert got.item() == pytest.approx(F.cross_entropy(logits, torch.tensor([11, 12])).item(), rel=1e-6)
+    assert loss.last_stats["n_candidates"] == 50
+
+
+def test_other_positives_and_suspects_are_masked_and_the_target_is_not():
+    model, documents, loss = _setup(masked={0: {9}})
+    labels = torch.tensor([[0, 3]])  # query 0, target doc 3; doc 7 is its other positive, doc 9 a suspect
+    got = loss([{"rows": torch.tensor([0])}], labels)
+    logits = (F.normalize(model.vectors[[0]], dim=-1) @ documents.T / 0.1).squeeze(0)
+    keep = [j for j in range(50) if j not in (7, 9)]
+    expected = -(logits[3] - torch.logsumexp(logits[keep], dim=0))
+    assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert loss.last_stats["n_candidates"] == 48
+    assert loss.last_stats["mi_lower_bound"] == pytest.approx(math.log(48) - got.item(), rel=1e-5)
+
+
+def test_documents_get_no_gradient_and_queries_do():
+    model, documents, loss = _setup()
+    loss([{"rows": torch.tensor([0, 1])}], torch.tensor([[0, 3], [1, 5]])).backward()
+    assert model.vectors.grad[[0, 1]].abs().sum() > 0 and model.vectors.grad[[2, 3]].abs().sum() == 0
+    assert not loss.documents.requires_grad

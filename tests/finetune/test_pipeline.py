@@ -1,0 +1,99 @@
+"""The main job end to end on a small user-format dataset: report, stage skipping, crash and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TOPICS
+
+TUNE_FLAGS = ["--epochs", "2", "--batch-size", "4", "--learning-rate", "1e-3", "--precision", "fp32",
+              "--batch-size-encode", "16"]
+
+
+def make_user_folder(folder: Path, per_topic: int = 5) -> Path:
+    """corpus.jsonl + pairs.jsonl with no split column: the loader must split by query."""
+    folder.mkdir(parents=True)
+    words = {t: s.split() for t, s in TOPICS.items()}
+    with open(folder / "corpus.jsonl", "w") as f:
+        for topic, sentence in TOPICS.items():
+            for i in range(3):
+                f.write(json.dumps({"_id": f"{topic}{i}", "title": topic, "text": f"{sentence} number {i}"}) + "\n")
+    with open(folder / "pairs.jsonl", "w") as f:
+        for topic in TOPICS:
+            for i in range(per_topic):
+                query = " ".join(words[topic][i % len(words[topic]) :][:3]) + f" {topic} {i}"
+                f.write(json.dumps({"query": query, "doc_id": f"{topic}{i % 3}"}) + "\n")
+    return folder
+
+
+def test_user_pairs_are_split_by_query_deterministically(tmp_path):
+    from retrieval.sources import resolve
+
+    ds = resolve(str(make_user_folder(tmp_path / "user")))
+    assert set(ds.qrels) == {"train", "dev", "test"}
+    seen = [q for split in ds.qrels.values() for q in split]
+    assert len(seen) == len(set(seen)) == 40  # every query in exactly one split
+    assert resolve(str(tmp_path / "user")).qrels == ds.qrels
+
+
+def test_tune_writes_every_artefact_and_a_self_contained_report(tiny_model_path, tmp_path, capsys):
+    from retrieval.cli import main
+
+    data, out = make_user_folder(tmp_path / "user"), tmp_path / "run"
+    assert main(["tune", "--data", str(data), "--base", str(tiny_model_path), "--out", str(out), *TUNE_FLAGS]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"base", "tuned", "bm25", "hybrid"}
+    assert {"ndcg@10", "recall@1", "recall@5", "recall@10", "recall@20", "recall@100", "mrr@10"} <= set(metrics["tuned"])
+    for name in ("run.json", "comparison.json", "per_query.json", "curves.json", "runs/hybrid.trec", "model/modules.json"):
+        assert (out / name).exists(), name
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2 and "report_files/" not in html
+    assert "## Significance" in (out / "report.md").read_text()
+    info = json.loads((out / "run.json").read_text())
+    assert info["tuned_model"] == "model" and info["settings"]["fingerprints"]["corpus"]
+    assert "report.html" in capsys.readouterr().out
+
+
+def test_rerun_skips_the_finished_fine_tuning(tiny_model_path, tmp_path, monkeypatch):
+    import finetune.train
+    from finetune.config import FinetuneConfig
+    from finetune.pipeline import TuneOptions, tune
+
+    data = make_user_folder(tmp_path / "user")
+    config = FinetuneConfig(base=str(tiny_model_path), epochs=1, batch_size=4, precision="fp32")
+    first = tune(TuneOptions(data=str(data), out=tmp_path / "run", config=config))
+    monkeypatch.setattr(finetune.train, "finetune", lambda *a, **k: pytest.fail("fine-tuned again"))
+    again = tune(TuneOptions(data=str(data), out=tmp_path / "run", config=config))
+    assert again["metrics"] == first["metrics"]
+
+
+def test_killed_during_training_the_rerun_resumes_from_the_checkpoint(tiny_model_path, tmp_path):
+    data, out = make_user_folder(tmp_path / "user"), tmp_path / "run"
+    cmd = [sys.executable, "-m", "retrieval.cli", "tune", "--data", str(data), "--base", str(tiny_model_path),
+           "--out", str(out), "--epochs", "40", "--batch-size", "4", "--precision", "fp32", "--evals-per-epoch", "1"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not list((out / "checkpoints").glob("checkpoint-*/trainer_state.json")) and time.monotonic() < deadline:
+        assert proc.poll() is None, "tune finished or failed before its first checkpoint"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "model").exists() and not (out / "metrics.json").exists()
+    first = min(int(p.name.split("-")[1]) for p in (out / "checkpoints").glob("checkpoint-*"))
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "resuming from" in result.stderr and "checkpoint-" in result.stderr
+    state = json.loads(max((out / "checkpoints").glob("checkpoint-*/trainer_state.json"),
+                           key=lambda p: int(p.parent.name.split("-")[1])).read_text())
+    logged_steps = [row["step"] for row in state["log_history"] if "loss" in row]
+    assert logged_steps == sorted(set(logged_steps)) and min(logged_steps) <= first  # one history, no restart from 0
+    assert (out / "metrics.json").exists()

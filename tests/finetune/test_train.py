@@ -1,0 +1,63 @@
+"""The fine-tuning pipeline end to end on the toy dataset with the tiny model (both modes)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from finetune.config import FinetuneConfig
+from finetune.train import finetune
+from retrieval.data import load_beir
+from retrieval.models import load_model, model_fingerprint
+
+
+def _config(tiny_model_path, **kw) -> FinetuneConfig:
+    base = dict(base=str(tiny_model_path), epochs=2, batch_size=4, dev_fraction=0.25, learning_rate=1e-3,
+                precision="fp32", batch_size_encode=16)
+    base.update(kw)
+    return FinetuneConfig(**base)
+
+
+def test_query_mode_trains_the_query_side_and_keeps_the_base_document_side(tiny_model_path, beir_dir, tmp_path):
+    ds = load_beir(beir_dir)
+    result = finetune(ds, _config(tiny_model_path), tmp_path / "out")
+    tuned = load_model(str(result.model_path))
+    base = load_model(str(tiny_model_path))
+    assert model_fingerprint(tuned, "document") == model_fingerprint(base, "document")
+    assert model_fingerprint(tuned, "query") != model_fingerprint(base, "query")
+    texts = ["cats purr", "fish swim"]
+    np.testing.assert_allclose(tuned.encode_document(texts), base.encode_document(texts), atol=1e-5)
+    assert not np.allclose(tuned.encode_query(texts), base.encode_query(texts), atol=1e-4)
+    summary = json.loads((tmp_path / "out" / "finetune.json").read_text())
+    assert summary["dev_history"][0]["epoch"] == 0 and summary["dev_history"][-1]["epoch"] == pytest.approx(2.0)
+    assert set(summary["test"]) == {"base", "tuned"}
+    assert any("mi_lower_bound" in row and "accuracy" in row for row in summary["train_log"])
+    assert (tmp_path / "out" / "negatives" / "suspects.jsonl").exists()
+    assert "base_model:" in (result.model_path / "README.md").read_text()
+    assert not (tmp_path / "out" / "indexes" / "tuned").exists()  # nothing re-encoded
+
+
+def test_rerun_with_same_settings_resumes_and_other_settings_are_refused(tiny_model_path, beir_dir, tmp_path):
+    from retrieval.cli.common import UsageError
+
+    ds = load_beir(beir_dir)
+    first = finetune(ds, _config(tiny_model_path), tmp_path / "out")
+    weights = sorted((tmp_path / "out" / "checkpoints").glob("checkpoint-*/model.safetensors"))
+    stamps = [w.stat().st_mtime_ns for w in weights]
+    again = finetune(ds, _config(tiny_model_path), tmp_path / "out")
+    assert again.dev_history == first.dev_history  # restored from the checkpoint, not re-run
+    assert [w.stat().st_mtime_ns for w in weights] == stamps  # no training step taken, no checkpoint rewritten
+    with pytest.raises(UsageError, match="checkpoints of a run with other settings"):
+        finetune(ds, _config(tiny_model_path, learning_rate=5e-4), tmp_path / "out")
+
+
+def test_full_mode_trains_one_encoder_with_mined_negatives_and_reindexes(tiny_model_path, beir_dir, tmp_path):
+    ds = load_beir(beir_dir)
+    config = _config(tiny_model_path, mode="full", rank_start=1, rank_end=10, margin=2.0, num_negatives=1)
+    result = finetune(ds, config, tmp_path / "out")
+    tuned = load_model(str(result.model_path))
+    assert model_fingerprint(tuned, "document") != model_fingerprint(load_model(str(tiny_model_path)), "document")
+    assert (tmp_path / "out" / "indexes" / "tuned" / "meta.json").exists()
+    assert result.mining["negatives"] > 0 and set(result.test_metrics) == {"base", "tuned"}
