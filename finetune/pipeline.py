@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,9 @@ class TuneOptions:
     fusion: str = "rrf"
     k: int = 100
     strict: bool = False
+    # Geometry diagnostics of base vs tuned: a callable the caller injects (the CLI does), which
+    # writes RUN/geometry/ and returns the report's markdown section; None skips the stage.
+    geometry: Callable[[rundir.RunDir], str | None] | None = None
 
 
 def _qrels_fingerprint(qrels: dict) -> str:
@@ -67,7 +71,7 @@ def tune(opts: TuneOptions) -> dict[str, Any]:
     from retrieval.sources import resolve
 
     run = rundir.RunDir(Path(opts.out))
-    progress = _Progress(5 if opts.general else 4)
+    progress = _Progress(4 + bool(opts.general) + bool(opts.geometry))
     dataset = progress.stage("load data", resolve, opts.data, strict=opts.strict)
     fingerprints = {"corpus": corpus_fingerprint(dataset.corpus),
                     "qrels": {s: _qrels_fingerprint(q) for s, q in sorted(dataset.qrels.items())},
@@ -75,7 +79,8 @@ def tune(opts: TuneOptions) -> dict[str, Any]:
     progress.stage("fine-tune", _finetune_stage, dataset, opts.config, run, fingerprints)
     evaluation = progress.stage("evaluate base, tuned, BM25, hybrid", _evaluate, dataset, opts, run)
     general = progress.stage("forgetting guard", _general, opts, run) if opts.general else None
-    progress.stage("report", _report, dataset, opts, run, evaluation, general, fingerprints, progress.seconds)
+    geometry_md = progress.stage("geometry", opts.geometry, run) if opts.geometry else None
+    progress.stage("report", _report, dataset, opts, run, evaluation, general, geometry_md, fingerprints, progress.seconds)
     return {"metrics": evaluation["metrics"], "seconds": progress.seconds, "run_dir": run.path,
             "general": general}
 
@@ -157,7 +162,7 @@ def _general(opts: TuneOptions, run: rundir.RunDir) -> dict[str, Any]:
 
 
 def _report(dataset: Dataset, opts: TuneOptions, run: rundir.RunDir, evaluation: dict, general: dict | None,
-            fingerprints: dict, seconds: dict) -> None:
+            geometry_md: str | None, fingerprints: dict, seconds: dict) -> None:
     from retrieval import plots
     from retrieval.tune_report import write_reports
 
@@ -177,5 +182,5 @@ def _report(dataset: Dataset, opts: TuneOptions, run: rundir.RunDir, evaluation:
     ctx = {"title": f"{opts.config.base} tuned on {dataset.name}", "metrics": evaluation["metrics"],
            "comparison": evaluation["comparison"], "per_query": rundir.read_per_query(run),
            "queries": evaluation["queries"], "n_queries": len(evaluation["queries"]), "figures": figures,
-           "general": general, "geometry_md": None, "settings": settings}
+           "general": general, "geometry_md": geometry_md, "settings": settings}
     write_reports(run.path, ctx)

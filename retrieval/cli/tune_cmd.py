@@ -31,9 +31,31 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="forgetting guard: also evaluate base and tuned on this second dataset (any --data form)")
     p.add_argument("--fusion", default="rrf", help="ranx fusion method for the hybrid system (default: rrf)")
     p.add_argument("--k", type=int, default=100, help="documents retrieved per query (default: 100)")
+    p.add_argument("--geometry", action=argparse.BooleanOptionalAction, default=True,
+                   help="measure embedding geometry of base vs tuned (anisotropy, alignment/uniformity, class "
+                        "similarity, probe, InfoNCE vs K) into OUT/geometry and the report (default: on)")
     add_to_parser(p)
     add_config_arg(p)
     p.set_defaults(func=run)
+
+
+def _geometry_step(args: argparse.Namespace, config):
+    """`retrieval geometry` for base vs tuned over the run's own indexes (nothing re-encoded but queries)."""
+
+    def step(run) -> str | None:
+        import json
+
+        from retrieval.cli import main as cli
+        from retrieval.geometry_plots import geometry_report
+
+        code = cli(["geometry", "--model", config.base, "--model", str(run.model_dir), "--data", args.data,
+                    "--split", config.test_split or "test", "--out", str(run.geometry_dir), "--index-dir", str(run.indexes)])
+        if code != 0 or not run.geometry_json.exists():
+            return None
+        results = json.loads(run.geometry_json.read_text())
+        return geometry_report(results, run.geometry_dir, relative_to=run.path)
+
+    return step
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,8 +64,9 @@ def run(args: argparse.Namespace) -> int:
     from retrieval.report import metrics_table
 
     out = Path(args.out or Path("runs") / Path(args.data.rstrip("/")).name.replace("hf:", ""))
-    result = tune(TuneOptions(data=args.data, out=out, config=from_args(args), general=args.general,
-                              fusion=args.fusion, k=args.k, strict=args.strict))
+    config = from_args(args)
+    result = tune(TuneOptions(data=args.data, out=out, config=config, general=args.general, fusion=args.fusion,
+                              k=args.k, strict=args.strict, geometry=_geometry_step(args, config) if args.geometry else None))
     echo("")
     echo(metrics_table({k: {m: v[m] for m in ("ndcg@10", "recall@10", "recall@100", "mrr@10")} for k, v in result["metrics"].items()}))
     if result["general"]:
