@@ -164,7 +164,7 @@ def _general(opts: TuneOptions, run: rundir.RunDir) -> dict[str, Any]:
 def _report(dataset: Dataset, opts: TuneOptions, run: rundir.RunDir, evaluation: dict, general: dict | None,
             geometry_md: str | None, fingerprints: dict, seconds: dict) -> None:
     from retrieval import plots
-    from retrieval.tune_report import write_reports
+    from retrieval.tune_report import seen_unseen, write_reports
 
     summary = json.loads((run.path / "finetune.json").read_text()) if (run.path / "finetune.json").exists() else {}
     figures = {"recall": "report_files/recall_at_k.png"}
@@ -177,10 +177,14 @@ def _report(dataset: Dataset, opts: TuneOptions, run: rundir.RunDir, evaluation:
                 "finetune": dataclasses.asdict(opts.config), "fusion": opts.fusion, "k": opts.k,
                 "dev_split": summary.get("dev_split"), "best_dev": summary.get("best_dev"),
                 "mining": summary.get("mining"), "seconds": {**summary.get("seconds", {}), **seconds}}
+    train_docs = {d for judged in dataset.qrels.get(opts.config.train_split, {}).values() for d, sc in judged.items() if sc > 0}
+    per_query = rundir.read_per_query(run)
+    split_rows = seen_unseen(per_query, dataset.split(evaluation["split"]), train_docs)
+    settings["seen_unseen"] = split_rows
     rundir.write_info(run, data=opts.data, base_model=opts.config.base, tuned_model="model",
                       split=evaluation["split"], settings=settings)
-    ctx = {"title": f"{opts.config.base} tuned on {dataset.name}", "metrics": evaluation["metrics"],
-           "comparison": evaluation["comparison"], "per_query": rundir.read_per_query(run),
+    ctx = {"title": f"{opts.config.base} tuned on {dataset.name}", "seen_unseen": split_rows, "metrics": evaluation["metrics"],
+           "comparison": evaluation["comparison"], "per_query": per_query,
            "queries": evaluation["queries"], "n_queries": len(evaluation["queries"]), "figures": figures,
            "general": general, "geometry_md": geometry_md, "settings": settings}
     write_reports(run.path, ctx)

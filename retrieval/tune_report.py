@@ -37,6 +37,33 @@ def movers(per_query: dict[str, Any], queries: dict[str, str], n: int = 8) -> li
     return best + worst
 
 
+def seen_unseen(per_query: dict[str, Any], test_qrels: dict[str, dict[str, int]], train_docs: set[str]) -> list[dict[str, Any]]:
+    """Mean nDCG@10 of base and tuned on test queries whose relevant documents were / were not training positives.
+
+    Supervised tuning can learn *which documents* tend to be relevant rather than how to
+    match queries to documents; this split shows how much of the gain carries over to
+    documents the model never saw as positives.
+    """
+    base, tuned = per_query["systems"]["base"], per_query["systems"]["tuned"]
+    groups = {"relevant document seen in training": [], "no relevant document seen in training": []}
+    for qid, judged in test_qrels.items():
+        seen = any(score > 0 and doc in train_docs for doc, score in judged.items())
+        groups["relevant document seen in training" if seen else "no relevant document seen in training"].append(qid)
+    rows = []
+    for name, qids in groups.items():
+        qids = [q for q in qids if q in base and q in tuned]
+        if qids:
+            b, t = sum(base[q] for q in qids) / len(qids), sum(tuned[q] for q in qids) / len(qids)
+            rows.append({"group": name, "queries": len(qids), "base": b, "tuned": t, "delta": t - b})
+    return rows
+
+
+def _seen_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| test queries | n | base nDCG@10 | tuned nDCG@10 | change |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['group']} | {r['queries']} | {r['base']:.4f} | {r['tuned']:.4f} | {r['delta']:+.4f} |" for r in rows]
+    return "\n".join(lines)
+
+
 def _movers_table(rows: list[dict[str, Any]]) -> str:
     def rank(r):
         return "-" if r is None else str(r)
@@ -66,6 +93,11 @@ def build_markdown(ctx: dict[str, Any]) -> str:
                   f"{wl['wins']} queries improved, {wl['losses']} got worse, {wl['ties']} unchanged.", "",
                   "Biggest movers (first relevant rank: position of the first relevant document, - if not in the top 100):", "",
                   _movers_table(movers(ctx["per_query"], ctx["queries"])), ""]
+    if ctx.get("seen_unseen"):
+        parts += ["## Does the gain carry over to unseen documents?", "",
+                  "Test queries split by whether any of their relevant documents was a positive in the training split. "
+                  "A gain only on the first row means the model learnt which documents tend to be relevant, "
+                  "not a better matching of queries to documents in general.", "", _seen_table(ctx["seen_unseen"]), ""]
     for name, caption in (("recall", "Recall@k before vs after"), ("training", "Training curve")):
         if name in ctx.get("figures", {}):
             parts += [f"## {caption}", "", f"![{caption}]({ctx['figures'][name]})", ""]

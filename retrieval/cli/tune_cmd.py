@@ -52,7 +52,8 @@ def _geometry_step(args: argparse.Namespace, config):
                     "--split", config.test_split or "test", "--out", str(run.geometry_dir), "--index-dir", str(run.indexes)])
         if code != 0 or not run.geometry_json.exists():
             return None
-        results = json.loads(run.geometry_json.read_text())
+        labels = {config.base: f"base ({config.base})", str(run.model_dir): "tuned"}
+        results = {labels.get(name, name): value for name, value in json.loads(run.geometry_json.read_text()).items()}
         return geometry_report(results, run.geometry_dir, relative_to=run.path)
 
     return step

@@ -57,7 +57,7 @@ def test_tune_writes_every_artefact_and_a_self_contained_report(tiny_model_path,
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3 and 'src="report_files/' not in html and 'src="geometry/' not in html
     report = (out / "report.md").read_text()
-    assert "## Significance" in report and "## Embedding geometry" in report
+    assert "## Significance" in report and "## Embedding geometry" in report and "unseen documents" in report
     assert len(json.loads((out / "geometry" / "geometry.json").read_text())) == 2  # base and tuned
     info = json.loads((out / "run.json").read_text())
     assert info["tuned_model"] == "model" and info["settings"]["fingerprints"]["corpus"]
