@@ -35,7 +35,8 @@ class FinetuneConfig:
     learnable_temperature: bool = _f(False, "learn tau (mode full)")
     symmetric: bool = _f(False, "add the document->query InfoNCE term (mode full)")
     num_negatives: int = _f(1, "mined hard negatives per query (mode full)")
-    rank_start: int = _f(10, "mined negatives come from base-model ranks [rank_start, rank_end)")
+    rank_start: int = _f(10, "mined negatives come from base-model ranks [rank_start, rank_end), counted among "
+                             "non-positive documents")
     rank_end: int = _f(100, "end of the mining rank window (exclusive)")
     margin: float = _f(0.95, "candidates scoring above margin x the positive's score are likely false negatives: "
                               "dropped from mining, masked in mode query (NV-Retriever rule)")

@@ -178,6 +178,8 @@ def _trainer(setup, config: FinetuneConfig, out: Path):
         batch_sampler=setup.batch_sampler,
         dataloader_drop_last=world > 1,
         disable_tqdm=False,
+        # a learnable temperature moves far too slowly at an encoder's learning rate
+        learning_rate_mapping={r"log_temperature": 1e-3} if config.learnable_temperature else None,
         **precision_flags(config.precision),
     )
     trainer_cls = type("Trainer", (StatsTrainer, SentenceTransformerTrainer), {})

@@ -5,7 +5,7 @@ names one): prints zero-shot and tuned nDCG@10 / Recall@100, wall time per stage
 training pairs/s, and, unless --skip-loss, our InfoNCE vs sentence-transformers'
 MultipleNegativesRankingLoss throughput on identical batches (bench/loss_throughput.py).
 
-    python bench/finetune.py [--data ../shared/data/beir/scifact] [--mode query|full] [--epochs N]
+    python bench/finetune_scifact.py [--data ../shared/data/beir/scifact] [--mode query|full] [--epochs N]
 """
 
 from __future__ import annotations
