@@ -60,6 +60,8 @@ class IndexMeta:
     @classmethod
     def from_json(cls, text: str) -> IndexMeta:
         raw = json.loads(text)
+        if not isinstance(raw, dict):
+            raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in known})
 

@@ -19,7 +19,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from index.atomic import atomic_dir, file_sha256
+from index.atomic import atomic_dir, file_sha256, recover
 from index.build import normalize
 from index.meta import META_FILE, IndexIntegrityError, IndexMeta, IndexMismatchError
 
@@ -56,10 +56,27 @@ class StoredIndex:
         return [[ids[j] for j in row if j >= 0] for row in idx], scores
 
     def embeddings(self) -> np.ndarray | None:
-        """The indexed vectors if they were saved (memory-mapped), else ``None``."""
+        """The indexed vectors if they were saved (memory-mapped), else ``None``.
+
+        Only a file that ``meta.json`` records is used (an unrecorded one was not
+        verified); its shape must be ``(len(doc_ids), dim)``. Never unpickles.
+        """
         if self.path is None or not (self.path / EMBEDDINGS_FILE).exists():
             return None
-        return np.load(self.path / EMBEDDINGS_FILE, mmap_mode="r")
+        file = self.path / EMBEDDINGS_FILE
+        if EMBEDDINGS_FILE not in self.meta.files:
+            logger.warning("%s: not recorded in meta.json; ignoring it", file)
+            return None
+        try:
+            vectors = np.load(file, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise IndexIntegrityError(f"{file}: unreadable ({_first_line(err)}); {rebuild_advice(self.path, self.meta)}") from None
+        if vectors.shape != (len(self.meta.doc_ids), self.meta.dim):
+            raise IndexIntegrityError(
+                f"{file}: shape {vectors.shape}, meta.json says ({len(self.meta.doc_ids)}, {self.meta.dim}); "
+                f"{rebuild_advice(self.path, self.meta)}"
+            )
+        return vectors
 
 
 def save_index(
@@ -86,14 +103,48 @@ def save_index(
     return StoredIndex(index=index, meta=meta, path=path)
 
 
+def rebuild_advice(path: Path | None, meta: IndexMeta | None = None) -> str:
+    """What to run to replace a damaged index directory (the message ends with it)."""
+    data = (meta.corpus_source if meta is not None and meta.corpus_source else None) or "DATA"
+    model = f" --model {meta.model}" if meta is not None and meta.model else ""
+    return f"rebuild the index: retrieval index build --data {data}{model} --out {path} --overwrite (or delete {path})"
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(err).__name__)[:200]
+
+
 def read_meta(path: str | Path) -> IndexMeta:
-    meta_path = Path(path) / META_FILE
+    path = Path(path)
+    meta_path = path / META_FILE
+    if not meta_path.exists() and recover(path):
+        logger.warning("%s: restored the previous index left by a writer that was killed mid-swap", path)
     if not meta_path.exists():
         raise FileNotFoundError(f"{path}: no index here ({META_FILE} missing); build one with `retrieval index build`")
     try:
-        return IndexMeta.from_json(meta_path.read_text(encoding="utf-8"))
-    except (ValueError, TypeError) as err:
-        raise IndexIntegrityError(f"{meta_path}: unreadable index metadata ({err}); rebuild the index") from err
+        meta = IndexMeta.from_json(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as err:
+        raise IndexIntegrityError(f"{meta_path}: unreadable index metadata ({_first_line(err)}); {rebuild_advice(path)}") from None
+    problem = _meta_problem(meta)
+    if problem:
+        raise IndexIntegrityError(f"{meta_path}: {problem}; {rebuild_advice(path, meta)}")
+    return meta
+
+
+def _meta_problem(meta: IndexMeta) -> str | None:
+    """A reason ``meta`` cannot describe a real index (wrong types, no checksums), else None."""
+    if not isinstance(meta.doc_ids, list) or not all(isinstance(d, str) for d in meta.doc_ids):
+        return "doc_ids must be a list of strings"
+    if isinstance(meta.dim, bool) or not isinstance(meta.dim, int) or meta.dim <= 0:
+        return f"dim must be a positive integer, got {meta.dim!r}"
+    if not isinstance(meta.files, dict) or INDEX_FILE not in meta.files:
+        return f"records no checksum of {INDEX_FILE}, so the files cannot be verified"
+    if any(not isinstance(n, str) or Path(n).name != n or n in (".", "..") for n in meta.files):
+        return "checksums must name files inside the index directory"
+    if not isinstance(meta.search_params, dict):
+        return "search_params must be an object"
+    return None
 
 
 def load_index(path: str | Path, expect: dict[str, Any] | None = None, verify: bool = True) -> StoredIndex:
@@ -102,6 +153,8 @@ def load_index(path: str | Path, expect: dict[str, Any] | None = None, verify: b
     ``expect`` maps :data:`index.meta.IDENTITY_FIELDS` names to required values;
     any difference raises :class:`IndexMismatchError` listing each one. With
     ``verify`` every recorded checksum is checked first (:class:`IndexIntegrityError`).
+    A FAISS file that cannot be read is an :class:`IndexIntegrityError` too (one
+    line, with the rebuild command), never FAISS's C++ exception text.
     """
     path = Path(path)
     meta = read_meta(path)
@@ -111,9 +164,15 @@ def load_index(path: str | Path, expect: dict[str, Any] | None = None, verify: b
             raise IndexMismatchError(f"{path}: index does not match: " + "; ".join(diffs))
     if verify:
         verify_files(path, meta)
-    index = faiss.read_index(str(path / INDEX_FILE))
-    if index.ntotal != len(meta.doc_ids):
-        raise IndexIntegrityError(f"{path}: index holds {index.ntotal} vectors but meta lists {len(meta.doc_ids)} ids; rebuild it")
+    try:
+        index = faiss.read_index(str(path / INDEX_FILE))
+    except RuntimeError as err:
+        raise IndexIntegrityError(f"{path / INDEX_FILE}: unreadable FAISS index ({_first_line(err)}); {rebuild_advice(path, meta)}") from None
+    if index.ntotal != len(meta.doc_ids) or index.d != meta.dim:
+        raise IndexIntegrityError(
+            f"{path}: index holds {index.ntotal} vectors of dimension {index.d} but meta lists {len(meta.doc_ids)} ids "
+            f"of dimension {meta.dim}; {rebuild_advice(path, meta)}"
+        )
     _apply_search_params(index, meta.search_params)
     return StoredIndex(index=index, meta=meta, path=path)
 
@@ -122,9 +181,11 @@ def verify_files(path: Path, meta: IndexMeta) -> None:
     for name, digest in meta.files.items():
         file = path / name
         if not file.exists():
-            raise IndexIntegrityError(f"{file}: missing; rebuild the index with `retrieval index build`")
+            raise IndexIntegrityError(f"{file}: missing; {rebuild_advice(path, meta)}")
         if file_sha256(file) != digest:
-            raise IndexIntegrityError(f"{file}: checksum differs from meta.json (truncated or replaced); rebuild the index")
+            raise IndexIntegrityError(
+                f"{file}: checksum differs from meta.json (truncated or replaced); {rebuild_advice(path, meta)}"
+            )
 
 
 def _apply_search_params(index: faiss.Index, params: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from retrieval.readers import DataError, read_records, read_table
+from retrieval.readers import DataError, as_id, as_score, as_text, read_records, read_table
 
 logger = logging.getLogger(__name__)
 
@@ -69,19 +69,18 @@ def load_corpus(path: str | Path) -> dict[str, dict[str, str]]:
     corpus: dict[str, dict[str, str]] = {}
     first_line: dict[str, int] = {}
     for lineno, obj in read_records(path):
+        where = f"{path}:{lineno}"
         id_key, text_key = _pick(obj, ID_FIELDS), _pick(obj, TEXT_FIELDS)
         if id_key is None:
-            raise DataError(f"{path}:{lineno}: document has no '_id' field")
+            raise DataError(f"{where}: document has no '_id' field")
+        doc_id = as_id(obj[id_key], where, "document id")
         if text_key is None:
-            raise DataError(f"{path}:{lineno}: document {obj[id_key]!r} has no 'text' field")
-        doc_id = str(obj[id_key]).strip()
-        if not doc_id:
-            raise DataError(f"{path}:{lineno}: empty document id")
+            raise DataError(f"{where}: document {doc_id!r} has no 'text' field")
         if doc_id in corpus:
-            raise DataError(f"{path}:{lineno}: duplicate document id {doc_id!r} (first seen on line {first_line[doc_id]})")
+            raise DataError(f"{where}: duplicate document id {doc_id!r} (first seen on line {first_line[doc_id]})")
         title_key = _pick(obj, TITLE_FIELDS)
-        title = obj.get(title_key) if title_key else ""
-        corpus[doc_id] = {"title": str(title or ""), "text": str(obj[text_key] or "")}
+        title = as_text(obj[title_key], where, "title") if title_key else ""
+        corpus[doc_id] = {"title": title, "text": as_text(obj[text_key], where)}
         first_line[doc_id] = lineno
     if not corpus:
         raise DataError(f"{path}: the corpus is empty")
@@ -93,17 +92,16 @@ def load_queries(path: str | Path) -> dict[str, str]:
     queries: dict[str, str] = {}
     first_line: dict[str, int] = {}
     for lineno, obj in read_records(path):
+        where = f"{path}:{lineno}"
         id_key, text_key = _pick(obj, ID_FIELDS), _pick(obj, TEXT_FIELDS)
         if id_key is None:
-            raise DataError(f"{path}:{lineno}: query has no '_id' field")
+            raise DataError(f"{where}: query has no '_id' field")
+        qid = as_id(obj[id_key], where, "query id")
         if text_key is None:
-            raise DataError(f"{path}:{lineno}: query {obj[id_key]!r} has no 'text' field")
-        qid = str(obj[id_key]).strip()
-        if not qid:
-            raise DataError(f"{path}:{lineno}: empty query id")
+            raise DataError(f"{where}: query {qid!r} has no 'text' field")
         if qid in queries:
-            raise DataError(f"{path}:{lineno}: duplicate query id {qid!r} (first seen on line {first_line[qid]})")
-        queries[qid] = str(obj[text_key] or "")
+            raise DataError(f"{where}: duplicate query id {qid!r} (first seen on line {first_line[qid]})")
+        queries[qid] = as_text(obj[text_key], where)
         first_line[qid] = lineno
     if not queries:
         raise DataError(f"{path}: no queries")
@@ -115,17 +113,10 @@ def load_qrels(path: str | Path) -> Qrels:
     path = Path(path)
     qrels: Qrels = {}
     repeated = 0
-    for lineno, row in read_table(path):
-        missing = [f for f in QREL_FIELDS if f not in row]
-        if missing:
-            raise DataError(f"{path}:1: qrels header must name {', '.join(QREL_FIELDS)}; missing {', '.join(missing)}")
-        qid, did, raw = row["query-id"].strip(), row["corpus-id"].strip(), row["score"].strip()
-        if not qid or not did:
-            raise DataError(f"{path}:{lineno}: empty query or document id")
-        try:
-            score = int(float(raw))
-        except ValueError:
-            raise DataError(f"{path}:{lineno}: relevance score {raw!r} is not a number") from None
+    for lineno, row in read_table(path, require=QREL_FIELDS):
+        where = f"{path}:{lineno}"
+        qid, did = as_id(row["query-id"], where, "query id"), as_id(row["corpus-id"], where, "document id")
+        score = as_score(row["score"], where)
         repeated += did in qrels.get(qid, {})
         qrels.setdefault(qid, {})[did] = score
     if repeated:
@@ -150,6 +141,15 @@ def check_qrels(
     return kept
 
 
+def drop_empty_splits(qrels: dict[str, Qrels], where: str) -> dict[str, Qrels]:
+    """Splits left with no judged query (an empty file, or every judgement unknown) are dropped with a warning,
+    so asking for one later fails naming the splits that exist instead of evaluating nothing."""
+    empty = sorted(s for s, q in qrels.items() if not q)
+    if empty:
+        logger.warning("%s: no usable judgements in split(s) %s; dropped them", where, ", ".join(empty))
+    return {s: q for s, q in qrels.items() if q}
+
+
 def _find(folder: Path, stem: str) -> Path:
     for suffix in (".jsonl", ".csv", ".tsv", ".json"):
         if (folder / f"{stem}{suffix}").exists():
@@ -166,6 +166,7 @@ def load_beir(folder: str | Path, strict: bool = False, name: str | None = None)
     qrels_dir = folder / "qrels"
     for path in sorted(qrels_dir.glob("*.tsv")) if qrels_dir.is_dir() else []:
         qrels[path.stem] = check_qrels(load_qrels(path), queries, corpus, str(path), strict)
+    qrels = drop_empty_splits(qrels, str(qrels_dir))
     dataset = Dataset(name=name or folder.name, corpus=corpus, queries=queries, qrels=qrels, source=str(folder))
     logger.info("loaded %s", dataset.describe())
     return dataset
@@ -182,4 +183,5 @@ def load_files(
     docs = load_corpus(corpus)
     qs = load_queries(queries) if queries else {}
     judged = {s: check_qrels(load_qrels(p), qs, docs, str(p), strict) for s, p in (qrels or {}).items()}
+    judged = drop_empty_splits(judged, str(corpus))
     return Dataset(name=name or Path(corpus).parent.name, corpus=docs, queries=qs, qrels=judged, source=str(corpus))

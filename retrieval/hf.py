@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from retrieval.data import ID_FIELDS, TEXT_FIELDS, Dataset, Qrels, check_qrels
-from retrieval.readers import DataError
+from retrieval.data import ID_FIELDS, TEXT_FIELDS, Dataset, Qrels, check_qrels, drop_empty_splits
+from retrieval.readers import DataError, as_id, as_score, as_text
 
 
 def _rows_to_corpus(rows: Iterable[dict], where: str) -> dict[str, dict[str, str]]:
@@ -25,10 +25,11 @@ def _rows_to_corpus(rows: Iterable[dict], where: str) -> dict[str, dict[str, str
         text = next((k for k in TEXT_FIELDS if k in row), None)
         if key is None or text is None:
             raise DataError(f"{where}: row {i}: needs '_id' and 'text' columns, has {sorted(row)}")
-        doc_id = str(row[key])
+        doc_id = as_id(row[key], f"{where}: row {i}")
         if doc_id in corpus:
             raise DataError(f"{where}: row {i}: duplicate id {doc_id!r}")
-        corpus[doc_id] = {"title": str(row.get("title") or ""), "text": str(row[text] or "")}
+        title = as_text(row["title"], f"{where}: row {i}", "title") if "title" in row else ""
+        corpus[doc_id] = {"title": title, "text": as_text(row[text], f"{where}: row {i}")}
     if not corpus:
         raise DataError(f"{where}: empty")
     return corpus
@@ -37,10 +38,11 @@ def _rows_to_corpus(rows: Iterable[dict], where: str) -> dict[str, dict[str, str
 def _rows_to_qrels(rows: Iterable[dict], where: str) -> Qrels:
     qrels: Qrels = {}
     for i, row in enumerate(rows):
-        try:
-            qrels.setdefault(str(row["query-id"]), {})[str(row["corpus-id"])] = int(row["score"])
-        except (KeyError, ValueError, TypeError) as err:
-            raise DataError(f"{where}: row {i}: bad qrels row ({err}); needs query-id, corpus-id, score") from None
+        missing = [c for c in ("query-id", "corpus-id", "score") if c not in row]
+        if missing:
+            raise DataError(f"{where}: row {i}: bad qrels row (no {', '.join(missing)}); needs query-id, corpus-id, score")
+        qid, did = as_id(row["query-id"], f"{where}: row {i}", "query-id"), as_id(row["corpus-id"], f"{where}: row {i}", "corpus-id")
+        qrels.setdefault(qid, {})[did] = as_score(row["score"], f"{where}: row {i}")
     return qrels
 
 
@@ -51,7 +53,7 @@ def _assemble(name, corpus_rows, query_rows, qrels_splits: dict, strict: bool, s
         split: check_qrels(_rows_to_qrels(rows, f"{source} qrels/{split}"), queries, corpus, f"{source} qrels/{split}", strict)
         for split, rows in qrels_splits.items()
     }
-    return Dataset(name=name, corpus=corpus, queries=queries, qrels=qrels, source=source)
+    return Dataset(name=name, corpus=corpus, queries=queries, qrels=drop_empty_splits(qrels, source), source=source)
 
 
 def load_saved(folder: str | Path, strict: bool = False, name: str | None = None) -> Dataset:

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Models read at most a few hundred tokens (MiniLM: 256, most others 512, about 2,000-3,000
+# characters); tokenising megabytes of query text only to drop it costs seconds and memory.
+MAX_QUERY_CHARS = 8192
+
 
 @dataclass
 class IndexSpec:
@@ -100,6 +104,15 @@ def run_from_hits(qids: list[str], ids: list[list[str]], scores: np.ndarray, nam
     return run
 
 
+def cap_queries(texts: list[str], limit: int | None = None) -> list[str]:
+    """``texts`` cut to ``limit`` (default :data:`MAX_QUERY_CHARS`) characters, with a warning counting the cut ones."""
+    limit = limit or MAX_QUERY_CHARS
+    long = sum(len(t) > limit for t in texts)
+    if long:
+        logger.warning("%d query text(s) longer than %d characters; cut to that length before encoding", long, limit)
+    return [t[:limit] for t in texts]
+
+
 def search(
     stored: StoredIndex,
     model: SentenceTransformer,
@@ -116,6 +129,6 @@ def search(
     """
     check_model(stored, model)
     qids = list(queries)
-    vectors = encode(model, [queries[q] for q in qids], stored.meta.query_prompt, batch_size, progress, role="query")
+    vectors = encode(model, cap_queries([queries[q] for q in qids]), stored.meta.query_prompt, batch_size, progress, role="query")
     ids, scores = stored.search(vectors, k)
     return run_from_hits(qids, ids, scores, name)

@@ -66,8 +66,11 @@ class RunDir:
 
     def inside(self, relative: str | Path) -> Path:
         """``relative`` resolved under the run directory; anything that escapes it raises DataError."""
-        root = self.path.resolve()
-        target = (root / relative).resolve()
+        try:
+            root = self.path.resolve()
+            target = (root / relative).resolve()
+        except (OSError, RuntimeError) as err:  # a symlink loop, for one
+            raise DataError(f"{self.run_json}: path {str(relative)!r} cannot be resolved ({err})") from None
         if target != root and root not in target.parents:
             raise DataError(f"{self.run_json}: path {str(relative)!r} points outside the run directory {root}")
         return target
@@ -80,8 +83,8 @@ class RunDir:
     def index_for(self, system: str) -> Path:
         """Which index a system's queries search: its own, else the shared base index."""
         if system == "tuned" and (self.tuned_index / "meta.json").exists():
-            return self.tuned_index
-        return self.base_index
+            return self.inside(Path("indexes") / "tuned")
+        return self.inside(Path("indexes") / "base")
 
 
 def as_rundir(run: RunDir | str | Path) -> RunDir:

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from pathlib import Path
 
-from retrieval.data import Dataset, check_qrels, load_corpus
-from retrieval.readers import DataError, read_records
+from retrieval.data import Dataset, check_qrels, drop_empty_splits, load_corpus
+from retrieval.readers import DataError, as_id, as_score, as_text, read_records
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,14 @@ def _assign(qid: str, fractions: dict[str, float], seed: int) -> str:
     return next(reversed(fractions))
 
 
+def as_split(value: object, where: str) -> str:
+    """A split name: letters, digits, ``_`` or ``-`` (it names files such as ``qrels/<split>.tsv``)."""
+    name = as_id(value, where, "split")
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        raise DataError(f"{where}: split {name!r} must be letters, digits, '_' or '-' (e.g. train, dev, test)")
+    return name
+
+
 def _query_id(text: str) -> str:
     return "q" + hashlib.sha256(text.strip().encode()).hexdigest()[:12]
 
@@ -62,29 +71,35 @@ def load_user_folder(
     queries: dict[str, str] = {}
     qrels: dict[str, dict[str, dict[str, int]]] = {}
     query_split: dict[str, str] = {}
+    repeated = 0
     for lineno, row in read_records(pairs_file):
+        where = f"{pairs_file}:{lineno}"
         text_key = next((k for k in QUERY_FIELDS if k in row), None)
         doc_key = next((k for k in DOC_FIELDS if k in row), None)
         if text_key is None or doc_key is None:
-            raise DataError(f"{pairs_file}:{lineno}: a pair needs a 'query' and a 'doc_id' field")
-        text, doc = str(row[text_key] or "").strip(), str(row[doc_key]).strip()
+            raise DataError(f"{where}: a pair needs a 'query' and a 'doc_id' field")
+        text, doc = as_text(row[text_key], where, "query").strip(), as_id(row[doc_key], where, "doc_id")
         if not text:
-            raise DataError(f"{pairs_file}:{lineno}: empty query text")
-        qid = str(row.get("query_id") or _query_id(text))
+            raise DataError(f"{where}: empty query text")
+        given_qid = row.get("query_id")
+        qid = _query_id(text) if given_qid in (None, "") else as_id(given_qid, where, "query_id")
         if queries.get(qid, text) != text:
-            raise DataError(f"{pairs_file}:{lineno}: query id {qid!r} used for two different texts")
+            raise DataError(f"{where}: query id {qid!r} used for two different texts")
         queries[qid] = text
-        try:
-            score = int(float(row.get("score", 1) or 1))
-        except ValueError:
-            raise DataError(f"{pairs_file}:{lineno}: score {row.get('score')!r} is not a number") from None
-        split = str(row.get("split") or query_split.get(qid) or _assign(qid, fractions, seed))
+        raw_score = row.get("score")
+        score = 1 if raw_score in (None, "") else as_score(raw_score, where, "score")
+        given_split = row.get("split")
+        split = as_split(given_split, where) if given_split not in (None, "") else query_split.get(qid) or _assign(qid, fractions, seed)
         if query_split.setdefault(qid, split) != split:
-            raise DataError(f"{pairs_file}:{lineno}: query {qid!r} appears in splits {query_split[qid]!r} and {split!r}")
+            raise DataError(f"{where}: query {qid!r} appears in splits {query_split[qid]!r} and {split!r}")
+        repeated += doc in qrels.get(split, {}).get(qid, {})
         qrels.setdefault(split, {}).setdefault(qid, {})[doc] = score
+    if repeated:
+        logger.warning("%s: %d repeated (query, document) pairs; the last score of each was kept", pairs_file, repeated)
     if not queries:
         raise DataError(f"{pairs_file}: no pairs")
     checked = {s: check_qrels(q, queries, corpus, f"{pairs_file} ({s})", strict) for s, q in qrels.items()}
+    checked = drop_empty_splits(checked, str(pairs_file))
     dataset = Dataset(name=name or folder.name, corpus=corpus, queries=queries, qrels=checked, source=str(folder))
     logger.info("loaded %s (splits assigned by query hash where not given)", dataset.describe())
     return dataset

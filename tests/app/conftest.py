@@ -19,6 +19,18 @@ from tests.conftest import make_beir
 APP_MAIN = Path(__file__).resolve().parents[2] / "app" / "main.py"
 
 
+@pytest.fixture(autouse=True)
+def _keep_main_module():
+    """Undo what AppTest leaves behind: it runs the page as ``sys.modules["__main__"]``.
+
+    Left in place, every later ``multiprocessing`` spawn (shard encoding, torchrun
+    helpers) would re-run the app page in its children and crash them.
+    """
+    main = sys.modules.get("__main__")
+    yield
+    sys.modules["__main__"] = main
+
+
 def nudged_copy(src: Path, dest: Path, scale: float = 0.5) -> Path:
     """A copy of the model at ``src`` whose weights differ (a stand-in for fine-tuning)."""
     import torch
