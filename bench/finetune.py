@@ -5,22 +5,31 @@ names one): prints zero-shot and tuned nDCG@10 / Recall@100, wall time per stage
 training pairs/s, and, unless --skip-loss, our InfoNCE vs sentence-transformers'
 MultipleNegativesRankingLoss throughput on identical batches (bench/loss_throughput.py).
 
-    python bench/finetune_scifact.py [--data ../shared/data/beir/scifact] [--mode query|full] [--epochs N]
+    python bench/finetune.py [--data ../shared/data/beir/scifact] [--mode query|full] [--epochs N]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from zero_shot import default_data  # noqa: E402
+# Run as a script, bench/ comes first on sys.path and this file would shadow the `finetune` package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 TARGET, GTE_SMALL = 0.70, 0.727
+
+
+def default_data() -> str:
+    """``$RETRIEVAL_DATA/scifact`` if it exists, else ``../shared/data/beir/scifact`` beside the checkout."""
+    env = os.environ.get("RETRIEVAL_DATA")
+    if env and (Path(env) / "scifact").is_dir():
+        return str(Path(env) / "scifact")
+    return str(Path(__file__).resolve().parents[2] / "shared" / "data" / "beir" / "scifact")
 
 
 def main() -> None:

@@ -54,6 +54,26 @@ def write_metrics(path: str | Path, results: dict[str, dict[str, float]]) -> Non
     write_text(path, json.dumps(results, indent=2) + "\n")
 
 
+EXACT_SUFFIX = " (exact)"
+COST_METRICS = ("ndcg@10", "recall@100")
+
+
+def approximation_cost(results: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """For each system evaluated both ways (``NAME`` and ``NAME (exact)``): exact, ANN and their difference."""
+    cost = {}
+    for name, exact in results.items():
+        if not name.endswith(EXACT_SUFFIX) or name[: -len(EXACT_SUFFIX)] not in results:
+            continue
+        ann = results[name[: -len(EXACT_SUFFIX)]]
+        row = {}
+        for metric in COST_METRICS:
+            if metric in exact and metric in ann:
+                row |= {f"{metric} exact": exact[metric], f"{metric} ANN": ann[metric],
+                        f"{metric} change": ann[metric] - exact[metric]}
+        cost[name[: -len(EXACT_SUFFIX)]] = row
+    return cost
+
+
 def eval_report(
     title: str,
     results: dict[str, dict[str, float]],
@@ -61,6 +81,11 @@ def eval_report(
     settings: dict[str, Any],
 ) -> str:
     parts = [f"# {title}", "", "## Metrics", "", markdown_table(results), ""]
+    cost = approximation_cost(results)
+    if cost:
+        parts += ["## What the approximate index costs", "",
+                  "Each model searched through its approximate index as deployed and exactly over the same vectors.", "",
+                  markdown_table(cost), ""]
     if comparison and len(comparison.get("model_names", [])) > 1:
         parts += ["## Significance", "", significance_markdown(comparison), ""]
     parts += ["## Settings", "", "```json", json.dumps(settings, indent=2, default=str), "```", ""]

@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
-from retrieval.cli.common import add_config_arg, add_data_args, add_index_args, add_model_args, echo, load_model_from_args
+from retrieval.cli.common import UsageError, add_config_arg, add_data_args, add_model_args, echo, load_model_from_args
 
 BUILD_DESCRIPTION = """Encode a corpus with a model and save a FAISS index directory:
 index.faiss, embeddings.npy and meta.json (model and weights fingerprint, corpus
-fingerprint, doc ids, prompts, factory string, checksums). If OUT already holds an
-index of the same model, corpus and settings, nothing is re-encoded; one made from
-something else is refused unless --overwrite is given."""
+fingerprint, doc ids, prompts, factory string, backend, tuned search parameters,
+checksums). If OUT already holds an index of the same model, corpus and settings,
+nothing is re-encoded; one made from something else is refused unless --overwrite.
+
+Approximate indexes (IVF, HNSW, PQ) are tuned after building: the smallest nprobe /
+efSearch whose Recall@10 against exact search reaches --target-recall, measured on
+the dataset's queries (held out: they are not in the index), is stored in meta.json
+and applied whenever the index is loaded.
+
+Large corpora: --shards N encodes into N memory-mapped .npy shards (resumable: a
+finished shard is never recomputed), with --workers processes each writing its own
+shards; IVF indexes are then built per shard and merged (FAISS's on-disk recipe).
+On GPUs, encode with `torchrun --nproc-per-node G -m retrieval.shard_encode ...`
+into the same --shard-dir first; this command then only indexes."""
+
+BACKEND_CHOICES = ("torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8", "openvino")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,10 +35,25 @@ def register(sub: argparse._SubParsersAction) -> None:
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(b, split=None)
     add_model_args(b)
-    add_index_args(b)
+    g = b.add_argument_group("index")
+    g.add_argument("--factory", default="Flat",
+                   help="FAISS index_factory string: Flat (exact), HNSW32, IVF1024,Flat, IVF1024,PQ32, OPQ32,IVF1024,PQ32, "
+                        "or auto (chosen from the corpus size and --memory-budget) (default: Flat)")
+    g.add_argument("--memory-budget", default=None,
+                   help="with --factory auto: memory the index may use, e.g. 2GB or 512MiB (default: no limit)")
+    g.add_argument("--target-recall", type=float, default=0.95,
+                   help="tune nprobe/efSearch of approximate indexes to this Recall@10 vs exact search; 0 skips tuning "
+                        "(default: 0.95)")
+    g.add_argument("--backend", default="torch", choices=BACKEND_CHOICES,
+                   help="how documents are encoded: torch (float32), torch-bf16 (autocast), torch-int8 (dynamic "
+                        "quantisation), onnx / onnx-int8 / openvino (sentence-transformers backends; need the "
+                        "optional packages) (default: torch)")
+    g.add_argument("--shards", type=int, default=1, help="encode in this many resumable shards on disk (default: 1)")
+    g.add_argument("--workers", type=int, default=1, help="with --shards: encoding processes, each writing its shards (default: 1)")
+    g.add_argument("--shard-dir", default=None, help="with --shards: folder of the shard files (default: OUT.shards beside OUT)")
     b.add_argument("--out", required=True, help="index directory to write")
-    b.add_argument("--overwrite", action="store_true", help="replace an index in OUT built from another model/corpus")
-    b.add_argument("--no-embeddings", action="store_true", help="do not keep embeddings.npy beside the index")
+    b.add_argument("--overwrite", action="store_true", help="replace an index in OUT built from another model/corpus/backend")
+    b.add_argument("--no-embeddings", action="store_true", help="do not keep embeddings.npy beside the index (no tuning then)")
     add_config_arg(b)
     b.set_defaults(func=build)
     i = isub.add_parser("info", help="print what an index was built from")
@@ -32,17 +61,119 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.set_defaults(func=info)
 
 
+def _load(args: argparse.Namespace):
+    if args.backend == "torch":
+        return load_model_from_args(args, args.model)
+    from retrieval.backends import BackendUnavailable, load_model_with_backend
+
+    try:
+        return load_model_with_backend(args.model, args.backend, args.device, args.trust_remote_code, args.max_seq_length)
+    except BackendUnavailable as err:
+        raise UsageError(f"--backend {args.backend}: {err}") from None
+
+
+def _factory(args: argparse.Namespace, n: int, dim: int) -> str:
+    if args.factory != "auto":
+        return args.factory
+    from index.auto import choose_factory
+
+    try:
+        factory = choose_factory(n, dim, args.memory_budget)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    echo(f"--factory auto: {factory} for {n} documents of dimension {dim}")
+    return factory
+
+
 def build(args: argparse.Namespace) -> int:
-    from retrieval.retriever import IndexSpec, build_or_load
+    from retrieval.models import embedding_dim
+    from retrieval.retriever import IndexSpec
     from retrieval.sources import resolve
 
+    if args.shards < 1 or args.workers < 1:
+        raise UsageError("--shards and --workers must be at least 1")
     dataset = resolve(args.data, strict=args.strict)
-    model = load_model_from_args(args, args.model)
-    spec = IndexSpec(factory=args.factory, query_prompt=args.query_prompt, document_prompt=args.document_prompt,
+    model = _load(args)
+    factory = _factory(args, len(dataset.corpus), embedding_dim(model))
+    spec = IndexSpec(factory=factory, query_prompt=args.query_prompt, document_prompt=args.document_prompt,
                      batch_size=args.batch_size, save_embeddings=not args.no_embeddings)
-    stored = build_or_load(model, args.model, dataset.corpus, args.out, spec, rebuild=args.overwrite, source=dataset.source)
-    echo(f"index at {stored.path}: {len(stored)} documents, dim {stored.meta.dim}, {stored.meta.factory}")
+    out = Path(args.out)
+    stored = _reuse(out, model, dataset.corpus, spec, args)
+    if stored is None:
+        build_fn = _build_sharded if args.shards > 1 else _build_single
+        stored = build_fn(out, model, dataset, spec, args)
+    stored = _tune(stored, model, dataset, args)
+    params = f", {stored.meta.search_params}" if stored.meta.search_params else ""
+    echo(f"index at {out}: {len(stored)} documents, dim {stored.meta.dim}, {stored.meta.factory}{params}, "
+         f"backend {stored.meta.backend}")
     return 0
+
+
+def _reuse(out: Path, model, corpus: dict, spec, args: argparse.Namespace):
+    """The index in OUT if it matches (backend included), else None; a mismatch needs --overwrite."""
+    from index import IndexMismatchError, load_index
+    from index.store import read_meta
+    from retrieval.retriever import expectation
+
+    if not (out / "meta.json").exists():
+        return None
+    try:
+        if read_meta(out).backend != args.backend:
+            raise IndexMismatchError(f"{out}: index does not match: backend: index has {read_meta(out).backend!r}, "
+                                     f"expected {args.backend!r}")
+        return load_index(out, expect=expectation(model, corpus, spec))
+    except IndexMismatchError:
+        if not args.overwrite:
+            raise
+        return None
+
+
+def _build_single(out: Path, model, dataset, spec, args: argparse.Namespace):
+    from index import load_index
+    from index.atomic import atomic_dir
+    from retrieval.ann import record_meta
+    from retrieval.backends import backend_context
+    from retrieval.retriever import build_or_load
+
+    with atomic_dir(out) as tmp, backend_context(model, args.backend):
+        stored = build_or_load(model, args.model, dataset.corpus, tmp, spec, source=dataset.source)
+        record_meta(stored, backend=args.backend)
+    return load_index(out)
+
+
+def _build_sharded(out: Path, model, dataset, spec, args: argparse.Namespace):
+    import numpy as np
+
+    from index import IndexMeta, save_index
+    from retrieval.encode import doc_texts
+    from retrieval.models import model_fingerprint
+    from retrieval.retriever import expectation
+    from retrieval.shard_encode import build_from_shards, encode_shards, load_shards
+
+    shard_dir = Path(args.shard_dir) if args.shard_dir else out.with_name(out.name + ".shards")
+    ids = list(dataset.corpus)
+    paths = encode_shards(args.model, doc_texts(dataset.corpus, ids), shard_dir, args.shards, spec.document_prompt,
+                          spec.batch_size, args.workers, args.backend, device=args.device,
+                          model_object=model if args.workers == 1 else None, progress=True,
+                          fingerprint=model_fingerprint(model))
+    index = build_from_shards(paths, spec.factory, shard_dir / "blocks")
+    meta = IndexMeta(model=args.model, doc_ids=ids, corpus_source=dataset.source, backend=args.backend,
+                     **expectation(model, dataset.corpus, spec))
+    return save_index(out, index, meta, np.concatenate(load_shards(paths)) if spec.save_embeddings else None)
+
+
+def _tune(stored, model, dataset, args: argparse.Namespace):
+    from retrieval.ann import is_approximate, tune_stored
+
+    queries = list(dataset.queries.values())
+    result = tune_stored(stored, model, queries, args.target_recall, args.batch_size, args.backend)
+    if result is not None:
+        how = f"{min(len(queries), 1000)} held-out queries" if queries else "1000 indexed vectors, leave-one-out"
+        verdict = "" if result.reached else f" (target {args.target_recall} not reached)"
+        echo(f"tuned {result.params}: Recall@10 {result.recall:.3f} vs exact search on {how}{verdict}")
+    elif args.target_recall > 0 and is_approximate(stored) and stored.embeddings() is None:
+        echo("not tuned: --no-embeddings leaves no vectors to measure recall against")
+    return stored
 
 
 def info(args: argparse.Namespace) -> int:

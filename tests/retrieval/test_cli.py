@@ -23,6 +23,20 @@ def test_eval_writes_metrics_report_and_runs(tiny_model_path, beir_dir, tmp_path
     assert "ndcg@10" in capsys.readouterr().out
 
 
+def test_eval_through_an_approximate_index_reports_it_beside_exact_search(tiny_model_path, beir_dir, tmp_path):
+    model = str(tiny_model_path)
+    flat, ann = tmp_path / "flat", tmp_path / "ann"
+    assert main(["eval", "--data", str(beir_dir), "--model", model, "--out", str(flat)]) == 0
+    assert main(["eval", "--data", str(beir_dir), "--model", model, "--factory", "IVF4,Flat", "--out", str(ann)]) == 0
+    metrics = json.loads((ann / "metrics.json").read_text())
+    assert set(metrics) == {model, f"{model} (exact)"}
+    assert metrics[f"{model} (exact)"] == pytest.approx(json.loads((flat / "metrics.json").read_text())[model])
+    report = (ann / "report.md").read_text()
+    assert "## What the approximate index costs" in report and "nprobe" in report
+    meta = json.loads((ann / "indexes").glob("*/meta.json").__next__().read_text())
+    assert meta["factory"] == "IVF4,Flat" and meta["search_params"]["nprobe"] >= 1
+
+
 def test_index_build_then_search_prints_the_planted_document(tiny_model_path, beir_dir, tmp_path, capsys):
     idx = tmp_path / "idx"
     assert main(["index", "build", "--data", str(beir_dir), "--model", str(tiny_model_path), "--out", str(idx)]) == 0

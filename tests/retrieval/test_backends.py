@@ -1,0 +1,91 @@
+"""Encoding backends give the plain model's vectors (within their precision) and are recorded in the index."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from retrieval.backends import BACKENDS, backend_context, encode_with_backend, load_model_with_backend
+from retrieval.encode import encode
+
+TEXTS = ["cats purr and sleep on warm windows", "the moon orbits the earth every month", "fish swim in rivers"]
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return (a * b).sum(axis=1)
+
+
+@pytest.fixture
+def reference(tiny_model):
+    return encode(tiny_model, TEXTS, progress=False)
+
+
+@pytest.mark.parametrize("backend,min_cosine", [("torch", 0.99999), ("torch-bf16", 0.99), ("torch-int8", 0.95)])
+def test_torch_backends_reproduce_the_float32_vectors(tiny_model_path, reference, backend, min_cosine):
+    model = load_model_with_backend(str(tiny_model_path), backend)
+    vectors = encode_with_backend(model, TEXTS, progress=False)
+    assert vectors.dtype == np.float32 and vectors.shape == reference.shape
+    assert cosines(vectors, reference).min() >= min_cosine
+
+
+def test_bf16_runs_under_autocast_and_plain_torch_does_not(tiny_model_path):
+    import torch
+
+    model = load_model_with_backend(str(tiny_model_path), "torch-bf16")
+    with backend_context(model):
+        assert torch.is_autocast_enabled("cpu")
+    with backend_context(model, "torch"):
+        assert not torch.is_autocast_enabled("cpu")
+
+
+def test_fast_backends_keep_the_float_weights_fingerprint(tiny_model_path, tiny_model):
+    from retrieval.models import model_fingerprint
+
+    for backend in ("torch-bf16", "torch-int8"):
+        assert model_fingerprint(load_model_with_backend(str(tiny_model_path), backend)) == model_fingerprint(tiny_model)
+
+
+def test_unknown_backend_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="torch-bf16"):
+        load_model_with_backend("x", "tpu")
+
+
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_onnx_backends_reproduce_the_float32_vectors(tiny_model_path, reference, backend, monkeypatch, tmp_path):
+    pytest.importorskip("optimum.onnxruntime", reason="optimum-onnx[onnxruntime] not installed (it pins transformers<4.58)")
+    monkeypatch.setenv("RETRIEVAL_CACHE", str(tmp_path / "cache"))
+    model = load_model_with_backend(str(tiny_model_path), backend)
+    assert cosines(encode_with_backend(model, TEXTS, progress=False), reference).min() >= 0.95
+
+
+def test_openvino_backend_reproduces_the_float32_vectors(tiny_model_path, reference, monkeypatch, tmp_path):
+    pytest.importorskip("optimum.intel.openvino", reason="optimum-intel[openvino] not installed")
+    monkeypatch.setenv("RETRIEVAL_CACHE", str(tmp_path / "cache"))
+    model = load_model_with_backend(str(tiny_model_path), "openvino")
+    assert cosines(encode_with_backend(model, TEXTS, progress=False), reference).min() >= 0.99
+
+
+def test_cli_records_the_backend_and_refuses_to_mix_backends(tiny_model_path, beir_dir, tmp_path, capsys):
+    from retrieval.cli import main
+
+    idx = tmp_path / "idx"
+    args = ["index", "build", "--data", str(beir_dir), "--model", str(tiny_model_path), "--out", str(idx)]
+    assert main(args + ["--backend", "torch-bf16"]) == 0
+    assert json.loads((idx / "meta.json").read_text())["backend"] == "torch-bf16"
+    assert main(args) == 2
+    assert "backend" in capsys.readouterr().err
+    assert main(args + ["--overwrite"]) == 0
+    assert json.loads((idx / "meta.json").read_text())["backend"] == "torch"
+    capsys.readouterr()
+    # The index built by a fast backend is searched with the plain model (same weights fingerprint).
+    assert main(["search", "fish swim in rivers", "--index", str(idx), "--k", "1"]) == 0
+
+
+def test_every_backend_is_offered_by_the_cli():
+    from retrieval.cli.index_cmd import BACKEND_CHOICES
+
+    assert set(BACKEND_CHOICES) == set(BACKENDS)
