@@ -37,6 +37,7 @@ class StoredIndex:
     meta: IndexMeta
     path: Path | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _ids: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return self.index.ntotal
@@ -52,8 +53,16 @@ class StoredIndex:
             raise IndexMismatchError(f"query vectors have dimension {q.shape[1]}, the index has {self.meta.dim}")
         k = min(k, len(self))
         scores, idx = self.index.search(q, k)
-        ids = self.meta.doc_ids
-        return [[ids[j] for j in row if j >= 0] for row in idx], scores
+        ids = self._id_array()
+        if (idx >= 0).all():
+            return ids[idx].tolist(), scores
+        return [ids[row[row >= 0]].tolist() for row in idx], scores
+
+    def _id_array(self) -> np.ndarray:
+        """``meta.doc_ids`` as a numpy object array, built once: row numbers map to ids in one take."""
+        if self._ids is None or len(self._ids) != len(self.meta.doc_ids):
+            self._ids = np.asarray(self.meta.doc_ids, dtype=object)
+        return self._ids
 
     def embeddings(self) -> np.ndarray | None:
         """The indexed vectors if they were saved (memory-mapped), else ``None``.

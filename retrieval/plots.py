@@ -51,6 +51,9 @@ def training_curve(train_log: list[dict[str, Any]], dev_history: list[dict[str, 
         dev.plot([h["epoch"] for h in dev_history], [h["ndcg@10"] for h in dev_history], "o-", color=COLORS["tuned"],
                  label="dev nDCG@10")
         best = max(dev_history, key=lambda h: h["ndcg@10"])
+        values = [h["ndcg@10"] for h in dev_history]
+        low, high = min(values), max(values)
+        dev.set_ylim(low - 0.05 * (high - low or 1), high + 0.15 * (high - low or 1))  # headroom for the label
         dev.annotate(f"best {best['ndcg@10']:.3f}", (best["epoch"], best["ndcg@10"]), textcoords="offset points",
                      xytext=(0, 8), ha="center", color=COLORS["tuned"])
     dev.set_ylabel("dev nDCG@10", color=COLORS["tuned"])
