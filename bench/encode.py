@@ -7,6 +7,7 @@ vectors to the fp32 ones on that sample, and, for the backends named in ``--ndcg
 nDCG@10 / Recall@100 on SciFact test (all 5,183 documents and the 300 test queries
 encoded with that backend, exact search, ``retrieval.evaluate``). The fp32 row reuses
 ``--fp32-embeddings`` (an existing index's embeddings.npy) when given, to save an encode.
+``openvino-int8`` is calibrated as ``retrieval index build`` does it: on 300 corpus documents.
 
     nice -n 10 python bench/encode.py [--max-docs 512] [--ndcg torch-bf16 ...]
 """
@@ -21,7 +22,7 @@ import faiss
 import numpy as np
 
 DEFAULT_DATA = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "beir" / "scifact")
-ALL_BACKENDS = ["torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8", "openvino"]
+ALL_BACKENDS = ["torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8", "openvino", "openvino-int8"]
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -72,7 +73,8 @@ def main() -> None:
 
     import torch
 
-    from retrieval.backends import BackendUnavailable, encode_with_backend, load_model_with_backend
+    from retrieval.backends import (NEEDS_CALIBRATION, BackendUnavailable, calibration_sample, encode_with_backend,
+                                    load_model_with_backend)
     from retrieval.encode import doc_texts
     from retrieval.models import load_model
     from retrieval.sources import resolve
@@ -92,7 +94,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for backend in args.backends:
         try:
-            model = load_model_with_backend(args.model, backend)
+            calibration = calibration_sample(texts) if backend in NEEDS_CALIBRATION else None
+            model = load_model_with_backend(args.model, backend, calibration_texts=calibration)
         except BackendUnavailable as err:
             print(f"| {backend} | not available: {str(err).splitlines()[0][:150]} | | | | | |", flush=True)
             continue

@@ -140,7 +140,10 @@ def bench_dataset(name: str, x: np.ndarray, q: np.ndarray, q_tune: np.ndarray, a
     row_of = {d: i for i, d in enumerate(ids)}
     truth = faiss.knn(q, x, args.k, faiss.METRIC_INNER_PRODUCT)[1]
     rows, exact_qps = [], None
-    for factory in factories(len(x), x.shape[1], args.hnsw_n, args.nlist, not args.no_opq):
+    chosen = factories(len(x), x.shape[1], args.hnsw_n, args.nlist, not args.no_opq)
+    if args.only:
+        chosen = [f for f in chosen if f == "Flat" or any(f.startswith(prefix) for prefix in args.only)]
+    for factory in chosen:
         nlist = args.nlist or choose_nlist(len(x))
         train_size = args.train_per_list * nlist if "IVF" in factory else len(x)
         gc.collect()
@@ -202,6 +205,9 @@ def main() -> None:
     parser.add_argument("--train-per-list", type=int, default=64, help="IVF/PQ training sample: this many vectors per list")
     parser.add_argument("--nlist", type=int, default=None, help="IVF lists (default: index.auto.choose_nlist(n))")
     parser.add_argument("--no-opq", action="store_true", help="leave out the OPQ row (its training is slow on few cores)")
+    parser.add_argument("--only", nargs="+", default=None, metavar="PREFIX",
+                        help="keep only the index types starting with these (e.g. Flat HNSW IVF); Flat is kept "
+                             "whenever given, as the exact baseline")
     parser.add_argument("--skip-random", action="store_true", help="only the SciFact vectors")
     parser.add_argument("--skip-scifact", action="store_true", help="only the random vectors")
     parser.add_argument("--clustered", type=int, default=0,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,9 +93,14 @@ def save_index(
     path: str | Path,
     index: faiss.Index,
     meta: IndexMeta,
-    embeddings: np.ndarray | None = None,
+    embeddings: np.ndarray | Sequence[np.ndarray] | None = None,
 ) -> StoredIndex:
-    """Write the index directory atomically and return it as loaded."""
+    """Write the index directory atomically and return it as loaded.
+
+    ``embeddings`` may be one array or a sequence of row blocks (e.g. memory-mapped shards);
+    either way they are written chunk by chunk into ``embeddings.npy``, so saving never
+    holds a second full copy of the vectors in memory.
+    """
     path = Path(path)
     if index.ntotal != len(meta.doc_ids):
         raise ValueError(f"index holds {index.ntotal} vectors but meta lists {len(meta.doc_ids)} doc ids")
@@ -102,14 +108,34 @@ def save_index(
         faiss.write_index(index, str(tmp / INDEX_FILE))
         files = {INDEX_FILE: file_sha256(tmp / INDEX_FILE)}
         if embeddings is not None:
-            vectors = normalize(embeddings) if meta.normalized else np.ascontiguousarray(embeddings, dtype=np.float32)
-            np.save(tmp / EMBEDDINGS_FILE, vectors)
+            _write_embeddings(tmp / EMBEDDINGS_FILE, embeddings, meta.normalized, index.ntotal)
             files[EMBEDDINGS_FILE] = file_sha256(tmp / EMBEDDINGS_FILE)
         meta.files = files
         meta.created = meta.created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         (tmp / META_FILE).write_text(meta.to_json(), encoding="utf-8")
     logger.info("saved index (%d vectors, %s) to %s", index.ntotal, meta.factory, path)
     return StoredIndex(index=index, meta=meta, path=path)
+
+
+WRITE_CHUNK = 65536
+
+
+def _write_embeddings(path: Path, embeddings: np.ndarray | Sequence[np.ndarray], normalized: bool, rows: int) -> None:
+    blocks = [embeddings] if isinstance(embeddings, np.ndarray) else list(embeddings)
+    if not blocks or any(b.ndim != 2 or b.shape[1] != blocks[0].shape[1] for b in blocks):
+        raise ValueError(f"embeddings must be 2-D blocks of one width, got {[b.shape for b in blocks]}")
+    total = sum(len(b) for b in blocks)
+    if total != rows:
+        raise ValueError(f"embeddings hold {total} rows but the index holds {rows} vectors")
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(total, blocks[0].shape[1]))
+    row = 0
+    for block in blocks:
+        for lo in range(0, len(block), WRITE_CHUNK):
+            part = block[lo : lo + WRITE_CHUNK]
+            out[row : row + len(part)] = normalize(part) if normalized else part
+            row += len(part)
+    out.flush()
+    del out
 
 
 def rebuild_advice(path: Path | None, meta: IndexMeta | None = None) -> str:

@@ -11,14 +11,21 @@ onnx           sentence-transformers' ONNX Runtime backend (``backend="onnx"``),
                from the local model folder
 onnx-int8      the ONNX export quantised by ``export_dynamic_quantized_onnx_model`` (avx512_vnni)
 openvino       sentence-transformers' OpenVINO backend (``backend="openvino"``)
+openvino-int8  that OpenVINO model with static int8 post-training quantisation (optimum-intel's
+               ``OVQuantizer``, NNCF), calibrated on a sample of *your* corpus rather than on
+               the generic sentences ``export_static_quantized_openvino_model`` downloads
 =============  ==========================================================================
 
 sentence-transformers already sorts each call's texts by length before batching,
 so every backend gets length-sorted batches for free.
 
 The ONNX/OpenVINO backends need ``optimum-onnx[onnxruntime]`` / ``optimum-intel[openvino]``;
-when they cannot be imported :class:`BackendUnavailable` says so. Exports are written to
-a cache folder (``$RETRIEVAL_CACHE/backends``), never into the model's own folder.
+when they cannot be imported :class:`BackendUnavailable` says so. Neither is a dependency:
+optimum-intel 2.2 pins ``transformers<5.6`` (``.ci/openvino-env`` installs an environment
+where it runs), and optimum-onnx 0.1 pins ``transformers<4.58``, which sentence-transformers 6
+(``transformers>=5``) excludes, so the ONNX rows stay unavailable until optimum-onnx moves.
+Exports are written to a cache folder (``$RETRIEVAL_CACHE/backends``), never into the
+model's own folder.
 
 Whatever the backend, the model's fingerprint is that of its float32 torch weights, so an
 index built with a fast backend is still searchable with the plain model; the index
@@ -49,6 +56,11 @@ logger = logging.getLogger(__name__)
 
 ONNX_INT8_CONFIG = "avx512_vnni"
 ONNX_INT8_FILE = f"onnx/model_qint8_{ONNX_INT8_CONFIG}.onnx"
+ONNX_REQUIREMENT = ("optimum-onnx[onnxruntime] (pip install 'sentence-transformers[onnx]'; optimum-onnx 0.1 needs "
+                    "transformers<4.58, which sentence-transformers 6 cannot use)")
+OPENVINO_REQUIREMENT = "optimum-intel[openvino] (it needs transformers<5.6: .ci/openvino-env installs such an environment)"
+CALIBRATION_SIZE = 300
+CALIBRATION_MAX_LENGTH = 256
 
 
 class BackendUnavailable(RuntimeError):
@@ -110,12 +122,12 @@ def _load_exported(name: str, device: str | None, backend: str, file_name: str |
 
 
 def _load_onnx(name: str, device: str | None, **kwargs) -> SentenceTransformer:
-    _require("optimum.onnxruntime", "optimum-onnx[onnxruntime] (pip install 'sentence-transformers[onnx]')")
+    _require("optimum.onnxruntime", ONNX_REQUIREMENT)
     return _load_exported(name, device, "onnx", **kwargs)
 
 
 def _load_onnx_int8(name: str, device: str | None, **kwargs) -> SentenceTransformer:
-    _require("optimum.onnxruntime", "optimum-onnx[onnxruntime] (pip install 'sentence-transformers[onnx]')")
+    _require("optimum.onnxruntime", ONNX_REQUIREMENT)
     from sentence_transformers import export_dynamic_quantized_onnx_model
 
     model = _load_onnx(name, device, **kwargs)
@@ -126,8 +138,51 @@ def _load_onnx_int8(name: str, device: str | None, **kwargs) -> SentenceTransfor
 
 
 def _load_openvino(name: str, device: str | None, **kwargs) -> SentenceTransformer:
-    _require("optimum.intel.openvino", "optimum-intel[openvino] (pip install 'sentence-transformers[openvino]')")
+    _require("optimum.intel.openvino", OPENVINO_REQUIREMENT)
     return _load_exported(name, device, "openvino", **kwargs)
+
+
+def calibration_sample(texts: list[str], n: int = CALIBRATION_SIZE, seed: int = 0) -> list[str]:
+    """A seeded sample of the texts to be encoded, to calibrate static int8 quantisation on."""
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(len(texts), size=min(n, len(texts)), replace=False) if texts else []
+    return [texts[i] for i in sorted(picked)]
+
+
+def _load_openvino_int8(name: str, device: str | None, calibration_texts: list[str] | None = None,
+                        **kwargs) -> SentenceTransformer:
+    """Static int8 OpenVINO; the quantised file is cached per calibration sample.
+
+    Activations are quantised with ranges measured on ``calibration_texts`` (NNCF's default
+    recipe: SmoothQuant + fast bias correction), so the texts should look like what will be
+    encoded: ``retrieval index build`` passes :func:`calibration_sample` of the corpus.
+    """
+    _require("optimum.intel.openvino", OPENVINO_REQUIREMENT)
+    if not calibration_texts:
+        raise ValueError("openvino-int8 needs calibration_texts (a sample of the texts to encode)")
+    folder = _export_dir(name, model_fingerprint(load_model(name, device="cpu", **kwargs)))
+    file_name = f"openvino/openvino_model_qint8_{texts_fingerprint(calibration_texts)}.xml"
+    if not (folder / file_name).exists():
+        _quantize_openvino(_load_openvino(name, device, **kwargs), calibration_texts, folder / file_name)
+    return _load_exported(name, device, "openvino", file_name, **kwargs)
+
+
+def _quantize_openvino(model: SentenceTransformer, texts: list[str], target: Path) -> None:
+    import datasets
+    from optimum.intel.openvino import OVConfig, OVQuantizationConfig, OVQuantizer
+
+    max_length = min(CALIBRATION_MAX_LENGTH, model.max_seq_length or CALIBRATION_MAX_LENGTH)
+    tokens = model.tokenizer(texts, padding="max_length", max_length=max_length, truncation=True)
+    calibration = datasets.Dataset.from_dict(dict(tokens))
+    quantizer = OVQuantizer.from_pretrained(model.transformers_model)
+    tmp = target.parent.parent / f"quantize.tmp-{os.getpid()}"
+    config = OVConfig(quantization_config=OVQuantizationConfig(num_samples=len(texts)))
+    quantizer.quantize(calibration_dataset=calibration, save_directory=str(tmp), ov_config=config)
+    # The .bin is found beside the .xml by stem, so both are renamed together; the .xml last,
+    # because its presence is what marks the export as done.
+    os.replace(tmp / "openvino" / "openvino_model.bin", target.with_suffix(".bin"))
+    os.replace(tmp / "openvino" / "openvino_model.xml", target)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 BACKENDS: dict[str, Callable[..., SentenceTransformer]] = {
@@ -137,7 +192,11 @@ BACKENDS: dict[str, Callable[..., SentenceTransformer]] = {
     "onnx": _load_onnx,
     "onnx-int8": _load_onnx_int8,
     "openvino": _load_openvino,
+    "openvino-int8": _load_openvino_int8,
 }
+
+
+NEEDS_CALIBRATION = frozenset({"openvino-int8"})
 
 
 def load_model_with_backend(
@@ -146,11 +205,17 @@ def load_model_with_backend(
     device: str | None = None,
     trust_remote_code: bool = False,
     max_seq_length: int | None = None,
+    calibration_texts: list[str] | None = None,
 ) -> SentenceTransformer:
-    """Load ``name`` to run on ``backend`` (see the module table); raises :class:`BackendUnavailable`."""
+    """Load ``name`` to run on ``backend`` (see the module table); raises :class:`BackendUnavailable`.
+
+    ``calibration_texts`` is used (and required) only by ``openvino-int8``.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    model = BACKENDS[backend](name, device, trust_remote_code=trust_remote_code, max_seq_length=max_seq_length)
+    extra = {"calibration_texts": calibration_texts} if backend in NEEDS_CALIBRATION else {}
+    model = BACKENDS[backend](name, device, trust_remote_code=trust_remote_code, max_seq_length=max_seq_length,
+                              **extra)
     model._retrieval_backend = backend
     return model
 

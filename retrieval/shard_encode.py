@@ -119,7 +119,8 @@ def run_rank(rank: int, world: int, job: dict) -> list[int]:
         return []
     if world > 1:
         _set_threads(world)
-    model = job.get("model_object") or load_model_with_backend(job["model"], job["backend"], job.get("device"))
+    model = job.get("model_object") or load_model_with_backend(job["model"], job["backend"], job.get("device"),
+                                                               calibration_texts=job.get("calibration"))
     for i in mine:
         lo, hi = bounds[i]
         encode_shard(model, job["texts"][lo:hi], shard_path(folder, i, len(bounds)), job["prompt"],
@@ -146,6 +147,7 @@ def encode_shards(
     model_object=None,
     progress: bool = False,
     fingerprint: str | None = None,
+    calibration: list[str] | None = None,
 ) -> list[Path]:
     """Encode ``texts`` with ``model`` into ``n_shards`` shard files in ``folder``; returns their paths.
 
@@ -153,12 +155,15 @@ def encode_shards(
     processes; ``model_object`` (an already loaded model) is used only with one worker.
     ``fingerprint`` (``retrieval.models.model_fingerprint``) is recorded so that shards of
     other weights saved under the same model name are refused rather than reused.
+    ``calibration``: the texts a calibrated backend (``openvino-int8``) was quantised on,
+    so that spawned workers load the same quantised model.
     """
     folder = Path(folder)
     manifest = _manifest(texts, model, n_shards, prompt, backend, normalize, fingerprint)
     _check_manifest(folder, manifest)
     job = {"folder": str(folder), "bounds": manifest["bounds"], "texts": texts, "model": model, "backend": backend,
-           "prompt": prompt, "batch_size": batch_size, "normalize": normalize, "device": device, "progress": progress}
+           "prompt": prompt, "batch_size": batch_size, "normalize": normalize, "device": device, "progress": progress,
+           "calibration": calibration}
     if workers <= 1:
         run_rank(0, 1, {**job, "model_object": model_object})
     else:
@@ -191,6 +196,11 @@ def build_from_shards(paths: list[Path], factory: str, blocks_dir: Path):
     probe = faiss.index_factory(shards[0].shape[1], factory, faiss.METRIC_INNER_PRODUCT)
     if faiss.try_extract_index_ivf(probe) is not None:
         return build_sharded(factory, shards, blocks_dir)
+    if probe.is_trained:  # Flat, HNSW: nothing to train, so add shard by shard without concatenating
+        for shard in shards:
+            for lo in range(0, len(shard), CHUNK):
+                probe.add(np.ascontiguousarray(shard[lo : lo + CHUNK], dtype=np.float32))
+        return probe
     return build_index(np.concatenate(shards), factory, normalized=False)
 
 
@@ -216,7 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     from retrieval.models import model_fingerprint
 
     texts = doc_texts(resolve(args.data).corpus)
-    model = load_model_with_backend(args.model, args.backend, device)
+    from retrieval.backends import NEEDS_CALIBRATION, calibration_sample
+
+    calibration = calibration_sample(texts) if args.backend in NEEDS_CALIBRATION else None
+    model = load_model_with_backend(args.model, args.backend, device, calibration_texts=calibration)
     manifest = _manifest(texts, args.model, args.shards, args.document_prompt, args.backend, True, model_fingerprint(model))
     if rank == 0:
         _check_manifest(Path(args.out), manifest)

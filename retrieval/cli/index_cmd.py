@@ -25,7 +25,7 @@ shards; IVF indexes are then built per shard and merged (FAISS's on-disk recipe)
 On GPUs, encode with `torchrun --nproc-per-node G -m retrieval.shard_encode ...`
 into the same --shard-dir first; this command then only indexes."""
 
-BACKEND_CHOICES = ("torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8", "openvino")
+BACKEND_CHOICES = ("torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8", "openvino", "openvino-int8")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--backend", default="torch", choices=BACKEND_CHOICES,
                    help="how documents are encoded: torch (float32), torch-bf16 (autocast), torch-int8 (dynamic "
                         "quantisation), onnx / onnx-int8 / openvino (sentence-transformers backends; need the "
-                        "optional packages) (default: torch)")
+                        "optional packages), openvino-int8 (static int8 calibrated on 300 of your documents) "
+                        "(default: torch)")
     g.add_argument("--shards", type=int, default=1, help="encode in this many resumable shards on disk (default: 1)")
     g.add_argument("--workers", type=int, default=1, help="with --shards: encoding processes, each writing its shards (default: 1)")
     g.add_argument("--shard-dir", default=None, help="with --shards: folder of the shard files (default: OUT.shards beside OUT)")
@@ -61,15 +62,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.set_defaults(func=info)
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace, calibration: list[str] | None):
     if args.backend == "torch":
         return load_model_from_args(args, args.model)
     from retrieval.backends import BackendUnavailable, load_model_with_backend
 
     try:
-        return load_model_with_backend(args.model, args.backend, args.device, args.trust_remote_code, args.max_seq_length)
+        return load_model_with_backend(args.model, args.backend, args.device, args.trust_remote_code, args.max_seq_length,
+                                       calibration)
     except BackendUnavailable as err:
         raise UsageError(f"--backend {args.backend}: {err}") from None
+
+
+def _calibration(dataset, args: argparse.Namespace) -> list[str] | None:
+    """A sample of the corpus for backends whose quantisation is calibrated on data, else None."""
+    from retrieval.backends import NEEDS_CALIBRATION, calibration_sample
+    from retrieval.encode import doc_texts
+
+    if args.backend not in NEEDS_CALIBRATION:
+        return None
+    return calibration_sample(doc_texts(dataset.corpus, list(dataset.corpus)))
 
 
 def _factory(args: argparse.Namespace, n: int, dim: int) -> str:
@@ -93,7 +105,7 @@ def build(args: argparse.Namespace) -> int:
     if args.shards < 1 or args.workers < 1:
         raise UsageError("--shards and --workers must be at least 1")
     dataset = resolve(args.data, strict=args.strict)
-    model = _load(args)
+    model = _load(args, _calibration(dataset, args))
     factory = _factory(args, len(dataset.corpus), embedding_dim(model))
     spec = IndexSpec(factory=factory, query_prompt=args.query_prompt, document_prompt=args.document_prompt,
                      batch_size=args.batch_size, save_embeddings=not args.no_embeddings)
@@ -142,8 +154,6 @@ def _build_single(out: Path, model, dataset, spec, args: argparse.Namespace):
 
 
 def _build_sharded(out: Path, model, dataset, spec, args: argparse.Namespace):
-    import numpy as np
-
     from index import IndexMeta, save_index
     from retrieval.encode import doc_texts
     from retrieval.models import model_fingerprint
@@ -155,11 +165,11 @@ def _build_sharded(out: Path, model, dataset, spec, args: argparse.Namespace):
     paths = encode_shards(args.model, doc_texts(dataset.corpus, ids), shard_dir, args.shards, spec.document_prompt,
                           spec.batch_size, args.workers, args.backend, device=args.device,
                           model_object=model if args.workers == 1 else None, progress=True,
-                          fingerprint=model_fingerprint(model))
+                          fingerprint=model_fingerprint(model), calibration=_calibration(dataset, args))
     index = build_from_shards(paths, spec.factory, shard_dir / "blocks")
     meta = IndexMeta(model=args.model, doc_ids=ids, corpus_source=dataset.source, backend=args.backend,
                      **expectation(model, dataset.corpus, spec))
-    return save_index(out, index, meta, np.concatenate(load_shards(paths)) if spec.save_embeddings else None)
+    return save_index(out, index, meta, load_shards(paths) if spec.save_embeddings else None)
 
 
 def _tune(stored, model, dataset, args: argparse.Namespace):

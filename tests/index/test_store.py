@@ -94,3 +94,22 @@ def test_too_few_vectors_to_train_is_a_clear_error(vectors):
 def test_doc_id_count_must_match_vectors(vectors, tmp_path):
     with pytest.raises(ValueError, match="200 vectors but meta lists 10"):
         save_index(tmp_path / "idx", build_index(vectors), _meta(10))
+
+
+def test_embeddings_saved_from_memory_mapped_blocks_equal_one_array(vectors, tmp_path, monkeypatch):
+    import index.store
+
+    monkeypatch.setattr(index.store, "WRITE_CHUNK", 7)  # several chunks per block, one spanning none evenly
+    blocks = []
+    for i, (lo, hi) in enumerate([(0, 50), (50, 130), (130, 200)]):
+        mm = np.lib.format.open_memmap(tmp_path / f"b{i}.npy", mode="w+", dtype=np.float32, shape=(hi - lo, 16))
+        mm[:] = vectors[lo:hi]
+        blocks.append(np.load(tmp_path / f"b{i}.npy", mmap_mode="r"))
+    whole = save_index(tmp_path / "whole", build_index(vectors), _meta(200), vectors)
+    pieces = save_index(tmp_path / "pieces", build_index(vectors), _meta(200), blocks)
+    assert (tmp_path / "whole" / "embeddings.npy").read_bytes() == (tmp_path / "pieces" / "embeddings.npy").read_bytes()
+    assert pieces.meta.files == whole.meta.files
+    np.testing.assert_allclose(load_index(tmp_path / "pieces").embeddings(), normalize(vectors), rtol=1e-6)
+    with pytest.raises(ValueError, match="199 rows"):
+        save_index(tmp_path / "short", build_index(vectors), _meta(200), blocks[:2] + [blocks[2][:-1]])
+    assert not (tmp_path / "short").exists()

@@ -69,6 +69,47 @@ def test_openvino_backend_reproduces_the_float32_vectors(tiny_model_path, refere
     assert cosines(encode_with_backend(model, TEXTS, progress=False), reference).min() >= 0.99
 
 
+CORPUS = [f"document {i} about {topic} and {other}" for i, (topic, other) in
+          enumerate(zip(["cats", "moons", "rivers", "proteins", "genes"] * 8, ["sleep", "orbits", "fish", "folds", "cells"] * 8))]
+
+
+def test_openvino_int8_is_calibrated_on_the_given_texts_and_cached_per_sample(tiny_model_path, reference, monkeypatch,
+                                                                               tmp_path):
+    pytest.importorskip("optimum.intel.openvino", reason="optimum-intel[openvino] not installed")
+    from retrieval.backends import calibration_sample
+
+    monkeypatch.setenv("RETRIEVAL_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match="calibration"):
+        load_model_with_backend(str(tiny_model_path), "openvino-int8")
+    sample = calibration_sample(CORPUS, n=16)
+    assert sample == calibration_sample(CORPUS, n=16) and len(set(sample)) == 16
+    model = load_model_with_backend(str(tiny_model_path), "openvino-int8", calibration_texts=sample)
+    vectors = encode_with_backend(model, TEXTS, progress=False)
+    assert vectors.dtype == np.float32 and cosines(vectors, reference).min() >= 0.9
+    quantized = sorted(p.name for p in (tmp_path / "cache").rglob("openvino_model_qint8_*.xml"))
+    assert len(quantized) == 1
+    # int8 weights make the file several times smaller than the float32 export beside it
+    xml = next((tmp_path / "cache").rglob(quantized[0]))
+    assert xml.with_suffix(".bin").stat().st_size < 0.5 * (xml.parent / "openvino_model.bin").stat().st_size
+    load_model_with_backend(str(tiny_model_path), "openvino-int8", calibration_texts=sample)
+    assert len(list((tmp_path / "cache").rglob("openvino_model_qint8_*.xml"))) == 1  # reused, not re-quantised
+    load_model_with_backend(str(tiny_model_path), "openvino-int8", calibration_texts=calibration_sample(CORPUS, 8))
+    assert len(list((tmp_path / "cache").rglob("openvino_model_qint8_*.xml"))) == 2  # another sample, another file
+    assert not list((tmp_path / "cache").rglob("*.tmp-*")), "temporary quantisation folders left behind"
+
+
+def test_cli_builds_an_openvino_int8_index_with_two_shard_workers(tiny_model_path, beir_dir, tmp_path, monkeypatch):
+    pytest.importorskip("optimum.intel.openvino", reason="optimum-intel[openvino] not installed")
+    from retrieval.cli import main
+
+    monkeypatch.setenv("RETRIEVAL_CACHE", str(tmp_path / "cache"))
+    idx = tmp_path / "idx"
+    assert main(["index", "build", "--data", str(beir_dir), "--model", str(tiny_model_path), "--out", str(idx),
+                 "--backend", "openvino-int8", "--shards", "2", "--workers", "2"]) == 0
+    assert json.loads((idx / "meta.json").read_text())["backend"] == "openvino-int8"
+    assert len(list((tmp_path / "cache").rglob("openvino_model_qint8_*.xml"))) == 1
+
+
 def test_cli_records_the_backend_and_refuses_to_mix_backends(tiny_model_path, beir_dir, tmp_path, capsys):
     from retrieval.cli import main
 
