@@ -8,6 +8,9 @@ the same operations are done twice: through our API (``index.build_index`` -> ``
 which also normalises queries and maps rows to doc-id strings) and with raw FAISS calls
 (``index_factory`` / ``train`` on the same sample / ``add`` / ``ParameterSpace`` /
 ``index.search``). The table shows both and our overhead as a ratio (ours / raw time).
+Searches are timed on the same index object (``StoredIndex.search`` vs ``index.search`` with
+the query normalisation done inline), so the search ratio is what our wrapper adds; the
+raw build's Recall@10 (same setting) shows the two builds agree.
 
 nprobe / efSearch are tuned by ``index.tune`` to ``--target-recall`` on separate tuning
 queries (SciFact: the 809 train queries; random: another ``--nq`` random vectors), then QPS and Recall@10 are measured on the evaluation queries at that setting.
@@ -170,6 +173,12 @@ def bench_dataset(name: str, x: np.ndarray, q: np.ndarray, q_tune: np.ndarray, a
         gc.collect()
         t_ours, ours = best_time(lambda: build_index(x, factory, normalized=False, train_size=train_size), 1)
         t_raw, raw = best_time(lambda: raw_build(x, factory, train_size), 1)
+        if max(t_ours, t_raw) < 1.0:  # a build of milliseconds: one timing is noise, keep the best of 5 interleaved
+            for _ in range(4):
+                t, ours = best_time(lambda: build_index(x, factory, normalized=False, train_size=train_size), 1)
+                t_ours = min(t_ours, t)
+                t, raw = best_time(lambda: raw_build(x, factory, train_size), 1)
+                t_raw = min(t_raw, t)
         setting = tune(ours, x, args.target_recall, k=args.k, queries=q_tune).params if factory != "Flat" else {}
         meta = IndexMeta(model="bench", model_fingerprint="-", dim=x.shape[1], doc_ids=ids, corpus_fingerprint="-",
                          factory=factory, search_params=setting)
@@ -179,12 +188,15 @@ def bench_dataset(name: str, x: np.ndarray, q: np.ndarray, q_tune: np.ndarray, a
             space.set_index_parameter(raw, key, value)
         faiss_size = size_bytes(ours)
         t_search_ours = t_search_raw = float("inf")
-        first, _ = best_time(lambda: raw_search(raw, q, args.k), 1)
+        raw_ids = raw_search(raw, q, args.k)
+        first, _ = best_time(lambda: raw_search(ours, q, args.k), 1)
         rounds = min(200, max(args.repeat, int(1.0 / max(first, 1e-4))))  # fast searches: ~1 s of repeats each
         for _ in range(rounds):  # interleaved, so both sides see the same load on the shared CPU
             t, (found_ids, _) = best_time(lambda: stored.search(q, args.k), 1)
             t_search_ours = min(t_search_ours, t)
-            t, raw_ids = best_time(lambda: raw_search(raw, q, args.k), 1)
+            # the raw call on the *same* index object: two separately built copies can differ by
+            # +-15% in speed (memory layout under BLAS), which is not our overhead
+            t, _ = best_time(lambda: raw_search(ours, q, args.k), 1)
             t_search_raw = min(t_search_raw, t)
         found = np.array([[row_of[d] for d in row] + [-1] * (args.k - len(row)) for row in found_ids])
         recall_ours = recall_at_k(found, truth, args.k)
