@@ -81,7 +81,7 @@ def _calibration(dataset, args: argparse.Namespace) -> list[str] | None:
 
     if args.backend not in NEEDS_CALIBRATION:
         return None
-    return calibration_sample(doc_texts(dataset.corpus, list(dataset.corpus)))
+    return doc_texts(dataset.corpus, calibration_sample(list(dataset.corpus)))  # same rows as sampling the texts
 
 
 def _factory(args: argparse.Namespace, n: int, dim: int) -> str:
