@@ -96,8 +96,8 @@ def plot_similarity(results: dict, path: Path) -> Path | None:
     ax.set_title("Same-class vs different-class document similarity\n"
                  "(class = documents relevant to the same query; less overlap, larger gap = better separated)")
     ax.legend(loc="upper left", fontsize=8)
-    ax.text(0.99, 0.98, "\n".join(lines), transform=ax.transAxes, ha="right", va="top", fontsize=8,
-            bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "0.8"})
+    # below the axes, not inside: inside it covered the legend or the curves on narrow figures
+    ax.text(0.0, -0.13, "\n".join(lines), transform=ax.transAxes, ha="left", va="top", fontsize=8)
     return _save(fig, path)
 
 
