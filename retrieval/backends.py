@@ -106,10 +106,12 @@ def _load_torch_int8(name: str, device: str | None, **kwargs) -> SentenceTransfo
     return model
 
 
-def _load_exported(name: str, device: str | None, backend: str, file_name: str | None = None, **kwargs) -> SentenceTransformer:
+def _load_exported(name: str, device: str | None, backend: str, file_name: str | None = None,
+                   fingerprint: str | None = None, **kwargs) -> SentenceTransformer:
+    """``backend`` model from the export folder; ``fingerprint`` of the float weights, if known, saves a load."""
     from sentence_transformers import SentenceTransformer
 
-    fingerprint = model_fingerprint(load_model(name, device="cpu", **kwargs))
+    fingerprint = fingerprint or model_fingerprint(load_model(name, device="cpu", **kwargs))
     folder = _export_dir(name, fingerprint)
     options = {"model_kwargs": {"file_name": file_name}} if file_name else {}
     model = SentenceTransformer(str(folder), device=device or "cpu", backend=backend, **options)
@@ -134,7 +136,7 @@ def _load_onnx_int8(name: str, device: str | None, **kwargs) -> SentenceTransfor
     folder = _export_dir(name, model._retrieval_fingerprint)
     if not (folder / ONNX_INT8_FILE).exists():
         export_dynamic_quantized_onnx_model(model, ONNX_INT8_CONFIG, str(folder))
-    return _load_exported(name, device, "onnx", ONNX_INT8_FILE, **kwargs)
+    return _load_exported(name, device, "onnx", ONNX_INT8_FILE, model._retrieval_fingerprint, **kwargs)
 
 
 def _load_openvino(name: str, device: str | None, **kwargs) -> SentenceTransformer:
@@ -160,11 +162,13 @@ def _load_openvino_int8(name: str, device: str | None, calibration_texts: list[s
     _require("optimum.intel.openvino", OPENVINO_REQUIREMENT)
     if not calibration_texts:
         raise ValueError("openvino-int8 needs calibration_texts (a sample of the texts to encode)")
-    folder = _export_dir(name, model_fingerprint(load_model(name, device="cpu", **kwargs)))
+    fingerprint = model_fingerprint(load_model(name, device="cpu", **kwargs))  # loaded once, reused below
+    folder = _export_dir(name, fingerprint)
     file_name = f"openvino/openvino_model_qint8_{texts_fingerprint(calibration_texts)}.xml"
     if not (folder / file_name).exists():
-        _quantize_openvino(_load_openvino(name, device, **kwargs), calibration_texts, folder / file_name)
-    return _load_exported(name, device, "openvino", file_name, **kwargs)
+        _quantize_openvino(_load_exported(name, device, "openvino", None, fingerprint, **kwargs), calibration_texts,
+                           folder / file_name)
+    return _load_exported(name, device, "openvino", file_name, fingerprint, **kwargs)
 
 
 def _quantize_openvino(model: SentenceTransformer, texts: list[str], target: Path) -> None:
