@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import loaders
-from app.ui import code
+from app.ui import code, recommendation_box
 
 
 def main() -> None:
@@ -21,6 +21,7 @@ def main() -> None:
         f"Run {code(str(loaded.run.path))} · data {code(str(info['data']))} "
         f"({info.get('split') or 'test'} split) · base {code(str(info['base_model']))} · {tuned}"
     )
+    recommendation_box(info.get("recommendation"))
     pages = [
         st.Page("views/search.py", title="Search", icon=":material/search:", default=True),
         st.Page("views/metrics.py", title="Metrics", icon=":material/monitoring:"),

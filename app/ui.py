@@ -56,3 +56,14 @@ def result_column(name: str, model_name: str, results: list[Hit], first_relevant
 def missing(what: str, command: str) -> None:
     st.info(f"{what} is not in this run directory yet. It is written by:")
     st.code(command, language="bash")
+
+
+def recommendation_box(rec: dict | None) -> None:
+    """Which system the run recommends deploying, and its warnings, as the first thing on the page."""
+    if not rec:
+        return
+    st.success(f"**Deploy: {rec.get('deploy', rec.get('system'))}** · chosen on dev evidence: {rec.get('reason', '')}",
+               icon=":material/rocket_launch:")
+    for warning in rec.get("warnings") or []:
+        st.warning(warning, icon=":material/warning:")
+

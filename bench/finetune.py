@@ -58,7 +58,7 @@ def main() -> None:
     total = time.perf_counter() - start
 
     test = result.test_metrics
-    best = max(result.dev_history, key=lambda h: h["ndcg@10"])
+    best = result.best_dev
     print(f"\n{dataset.describe()}\nmode {config.mode}, {config.epochs} epochs, batch {config.batch_size}, "
           f"lr {config.learning_rate}, tau {config.temperature}, precision {config.precision}; dev: {result.dev_split}")
     print(f"mining: {result.mining}")
@@ -68,7 +68,8 @@ def main() -> None:
     gain = test["tuned"]["ndcg@10"] - test["base"]["ndcg@10"]
     print(f"gain {gain:+.4f}; target {TARGET} {'met' if test['tuned']['ndcg@10'] >= TARGET else 'NOT met'}; "
           f"gte-small {GTE_SMALL} {'beaten' if test['tuned']['ndcg@10'] > GTE_SMALL else 'not beaten'}")
-    print(f"best dev nDCG@10 {best['ndcg@10']:.4f} at epoch {best['epoch']} (start {result.dev_history[0]['ndcg@10']:.4f})")
+    print(f"selected on dev {result.select} {best[result.select]:.4f} at epoch {best['epoch']} "
+          f"(start {result.dev_history[0][result.select]:.4f}); interpolation: {result.interpolation}")
     print("\nstage                     seconds")
     for stage, seconds in result.seconds.items():
         print(f"{stage:<24} {seconds:>8.1f}")

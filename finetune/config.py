@@ -24,7 +24,12 @@ class FinetuneConfig:
     )
     train_split: str = _f("train", "qrels split to train on")
     dev_split: str = _f("dev", "qrels split for model selection; when absent, --dev-fraction of train is held out")
-    dev_fraction: float = _f(0.1, "share of training queries held out for dev when the dataset has no dev split")
+    dev_fraction: float = _f(0.1, "share of training queries held out for dev when the dataset has no dev split: whole "
+                                  "groups of queries sharing relevant documents (dev-unseen), plus up to half as many "
+                                  "whose documents stay training positives (dev-seen)")
+    select_on: str = _f("unseen", "dev queries whose nDCG@10 selects the checkpoint and the interpolation weight: "
+                                  "'unseen' (relevant documents never training positives; falls back to all when there "
+                                  "are none) or 'all'", choices=("unseen", "all"))
     test_split: str = _f("test", "qrels split the tuned model is evaluated on at the end ('' to skip)")
     epochs: int = _f(20, "passes over the training queries (one sampled positive per query per epoch)")
     batch_size: int = _f(32, "queries per batch (per process)")
@@ -46,6 +51,10 @@ class FinetuneConfig:
     doc_max_length: int = _f(256, "tokens kept of each document while training (mode full)")
     precision: str = _f("auto", "bf16/fp16 autocast or fp32; auto: bf16 on GPUs and CPUs that support it, else fp32",
                         choices=("auto", "bf16", "fp16", "fp32"))
+    interpolate: str = _f("auto", "WiSE-FT: mix base and tuned weights, (1-a)*base + a*tuned; 'auto' picks a in "
+                                  "{0, .25, .5, .75, 1} on the --select-on dev queries, a number fixes it, 'none' keeps "
+                                  "the tuned weights")
+    early_stopping: int = _f(0, "stop after this many dev evaluations without improvement (0: never)")
     evals_per_epoch: int = _f(1, "dev evaluations (and checkpoints) per epoch; the best dev nDCG@10 is kept")
     seed: int = _f(42, "seed for the dev split, sampling, mining and initialisation")
     batch_size_encode: int = _f(64, "batch size when encoding for indexes and evaluation")
@@ -66,6 +75,13 @@ class FinetuneConfig:
             raise UsageError(f"mining window [{self.rank_start}, {self.rank_end}) is empty or starts below rank 1")
         if self.epochs < 1 or self.batch_size < 2:
             raise UsageError("--epochs must be >= 1 and --batch-size >= 2")
+        if self.interpolate not in ("auto", "none"):
+            try:
+                alpha = float(self.interpolate)
+            except ValueError:
+                alpha = -1.0
+            if not 0 <= alpha <= 1:
+                raise UsageError(f"--interpolate must be 'auto', 'none' or a number in [0, 1], not {self.interpolate!r}")
         if not 0 < self.dev_fraction < 1:
             raise UsageError(f"--dev-fraction must be between 0 and 1, got {self.dev_fraction}")
 

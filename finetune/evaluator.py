@@ -6,6 +6,11 @@ change with the model; re-encoding the whole corpus at every evaluation would
 dominate training, so documents are a fixed *pool*: every dev positive plus the
 base model's top ``pool_depth`` per dev query. The pool ranks checkpoints
 against each other; the test figure always comes from the whole corpus.
+
+Dev queries come in groups (:mod:`finetune.dev_split`): ``unseen`` (no relevant document
+is a training positive) and ``seen``. Every evaluation scores all of dev and each group
+(``dev_ndcg@10``, ``dev_unseen_ndcg@10``, ``dev_seen_ndcg@10``, ...); ``select`` names the
+group whose nDCG@10 picks the checkpoint (``"unseen"`` by default, ``"all"`` for every dev query).
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ class DevEvaluator(BaseEvaluator):
         k: int = 100,
         batch_size: int = 64,
         name: str = "dev",
+        groups: dict[str, list[str]] | None = None,
+        select: str = "all",
+        bf16: bool = False,
     ) -> None:
         """Give ``documents`` (frozen, normalised) for mode query, or ``doc_texts`` to re-encode (mode full)."""
         super().__init__()
@@ -38,11 +46,35 @@ class DevEvaluator(BaseEvaluator):
         self.queries, self.qrels, self.doc_ids = queries, qrels, doc_ids
         self.documents = None if documents is None else torch.from_numpy(np.ascontiguousarray(documents, dtype=np.float32))
         self.doc_texts, self.k, self.batch_size, self.name = doc_texts, k, batch_size, name
-        self.primary_metric = "ndcg@10"
+        self.groups = {g: [q for q in qids if q in qrels] for g, qids in (groups or {}).items()}
+        self.groups = {g: qids for g, qids in self.groups.items() if qids}
+        self.select = select if select in self.groups else "all"
+        self.bf16 = bf16  # encode under bf16 autocast, as training runs (the pool is re-encoded at every evaluation)
+        self.select_key = self.metric_key(self.select)  # unprefixed; the trainer reads eval_<name>_<select_key>
+        self.primary_metric = self.select_key
         self.history: list[dict[str, float]] = []
         self.epoch_scale = 1.0  # the trainer runs all epochs as one pass (finetune.pairs.epoch_rows)
 
     def __call__(self, model, output_path: str | None = None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
+        metrics = self.score(self.rank(model))
+        self.history.append({"epoch": round(float(epoch) * self.epoch_scale, 3), "step": int(steps), **metrics})
+        metrics = self.prefix_name_to_metrics(metrics, self.name)
+        self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
+        return metrics
+
+    def selected(self, model) -> float:
+        """The selection score (nDCG@10 on the ``select`` group) of ``model``, without touching the history."""
+        return self.score(self.rank(model))[self.select_key]
+
+    def rank(self, model):
+        """The top ``k`` of every dev query under ``model``, as a ranx Run."""
+        import contextlib
+
+        device = model.device.type
+        with torch.autocast(device, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext():
+            return self._rank(model)
+
+    def _rank(self, model):
         qids = list(self.queries)
         q = model.encode_query([self.queries[x] for x in qids], batch_size=self.batch_size, convert_to_tensor=True,
                                show_progress_bar=False).float().cpu()
@@ -53,9 +85,17 @@ class DevEvaluator(BaseEvaluator):
                                          show_progress_bar=False).float().cpu()
         scores = F.normalize(q, dim=-1) @ F.normalize(docs, dim=-1).T
         top, idx = scores.topk(min(self.k, scores.size(1)), dim=1)
-        run = run_from_hits(qids, [[self.doc_ids[j] for j in row] for row in idx.tolist()], top.numpy(), self.name)
+        return run_from_hits(qids, [[self.doc_ids[j] for j in row] for row in idx.tolist()], top.numpy(), self.name)
+
+    @staticmethod
+    def metric_key(group: str, metric: str = "ndcg@10") -> str:
+        """The key of ``metric`` on ``group`` ("all" for every dev query) in this evaluator's results."""
+        return metric if group == "all" else f"{group}_{metric}"
+
+    def score(self, run) -> dict[str, float]:
+        """nDCG@10 and Recall@100 of ``run`` on all dev queries and on each group."""
         metrics = evaluate(self.qrels, {self.name: run}, ["ndcg@10", "recall@100"])[self.name]
-        self.history.append({"epoch": round(float(epoch) * self.epoch_scale, 3), "step": int(steps), **metrics})
-        metrics = self.prefix_name_to_metrics(metrics, self.name)
-        self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
+        for group, qids in self.groups.items():
+            sub = evaluate({q: self.qrels[q] for q in qids}, {self.name: run}, ["ndcg@10", "recall@100"])[self.name]
+            metrics.update({self.metric_key(group, m): v for m, v in sub.items()})
         return metrics

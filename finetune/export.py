@@ -39,7 +39,7 @@ def write_model_card(path: str | Path, config: Any, dataset: Any, result: Any) -
     settings = dataclasses.asdict(config)
     loss = ("FrozenCorpusInfoNCE: InfoNCE of each query against every corpus document, document encoder frozen"
             if config.mode == "query" else "InfoNCE with in-batch and mined hard negatives, known positives masked")
-    best = max(result.dev_history, key=lambda h: h["ndcg@10"]) if result.dev_history else {}
+    best = result.best_dev or {}
     lines = [
         "---", "library_name: sentence-transformers", f"base_model: {config.base}", "tags: [sentence-transformers, retrieval, contrastive]", "---",
         "", f"# {Path(path).name}: {config.base} fine-tuned on {dataset.name}", "",
@@ -49,7 +49,11 @@ def write_model_card(path: str | Path, config: Any, dataset: Any, result: Any) -
         f"- Mode: `{config.mode}`; loss: {loss}; temperature {config.temperature}",
         f"- Mining: ranks [{config.rank_start}, {config.rank_end}), margin {config.margin}: "
         f"{result.mining['suspects']} suspected false negatives, {result.mining['starved']} queries with none left",
-        f"- Best dev nDCG@10: {best.get('ndcg@10', float('nan')):.4f} (epoch {best.get('epoch', '?')})", "",
+        f"- Best dev nDCG@10: {best.get('ndcg@10', float('nan')):.4f} on all dev queries, "
+        f"{best.get('unseen_ndcg@10', float('nan')):.4f} on dev queries of unseen documents "
+        f"(epoch {best.get('epoch', '?')}, selected on `{result.select}`)",
+        *([f"- Weight interpolation (WiSE-FT): {1 - result.interpolation['alpha']:.2f} x base + "
+           f"{result.interpolation['alpha']:.2f} x tuned"] if result.interpolation else []), "",
     ]
     if config.mode == "query":
         lines += ["Queries and documents go through different routes: use `model.encode_query(...)` for queries and",

@@ -56,23 +56,11 @@ def train_queries(dataset: Dataset, qrels: Qrels) -> TrainQueries:
 def split_train_dev(
     dataset: Dataset, train_split: str = "train", dev_split: str = "dev", dev_fraction: float = 0.1, seed: int = 42
 ) -> tuple[Qrels, Qrels, str]:
-    """The training qrels and the dev qrels used for model selection.
+    """``(train, dev, how)`` of :func:`finetune.dev_split.dev_split`: the dataset's dev split, or queries held out by document."""
+    from finetune.dev_split import dev_split as split
 
-    The dataset's own ``dev_split`` is used when it exists; otherwise ``dev_fraction``
-    of the training queries (at least one, deterministic under ``seed``) is held out.
-    Returns ``(train, dev, how)`` where ``how`` says which happened, for the report.
-    """
-    train = dataset.split(train_split)
-    if dev_split in dataset.qrels and dev_split != train_split:
-        return train, dataset.qrels[dev_split], f"the dataset's {dev_split!r} split"
-    qids = sorted(train)
-    if len(qids) < 2:
-        raise DataError(f"{dataset.source}: {len(qids)} training query; need at least 2 to hold out a dev split")
-    random.Random(seed).shuffle(qids)
-    n_dev = max(1, round(len(qids) * dev_fraction))
-    dev_ids = set(qids[:n_dev])
-    how = f"{n_dev} of {len(qids)} {train_split!r} queries held out (seed {seed})"
-    return {q: d for q, d in train.items() if q not in dev_ids}, {q: d for q, d in train.items() if q in dev_ids}, how
+    result = split(dataset, train_split, dev_split, dev_fraction, seed)
+    return result.train, result.dev, result.how
 
 
 def epoch_rows(queries: TrainQueries, epochs: int, seed: int = 42) -> list[tuple[int, str]]:

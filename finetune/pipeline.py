@@ -79,10 +79,29 @@ def tune(opts: TuneOptions) -> dict[str, Any]:
     progress.stage("fine-tune", _finetune_stage, dataset, opts.config, run, fingerprints)
     evaluation = progress.stage("evaluate base, tuned, BM25, hybrid", _evaluate, dataset, opts, run)
     general = progress.stage("forgetting guard", _general, opts, run) if opts.general else None
+    evaluation["recommendation"] = _recommend(evaluation, general)
     geometry_md = progress.stage("geometry", opts.geometry, run) if opts.geometry else None
     progress.stage("report", _report, dataset, opts, run, evaluation, general, geometry_md, fingerprints, progress.seconds)
     return {"metrics": evaluation["metrics"], "seconds": progress.seconds, "run_dir": run.path,
-            "general": general}
+            "general": {k: v for k, v in general.items() if k != "per_query"} if general else None,
+            "recommendation": evaluation.get("recommendation"), "seen_unseen": evaluation.get("seen_unseen")}
+
+
+def _recommend(evaluation: dict[str, Any], general: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Which system to deploy, from the dev evidence (and the forgetting guard); None without dev queries."""
+    from retrieval.recommend import recommend
+
+    if not evaluation["dev"]:
+        logger.warning("no dev queries to decide which system to deploy on; no recommendation")
+        return None
+    rec = recommend(evaluation["dev"], general["per_query"] if general else None).to_dict()
+    test = {"tuned+bm25": "hybrid"}.get(rec["system"], rec["system"])
+    rec["test"] = evaluation["metrics"].get(test) or evaluation["extra_metrics"].get(test)
+    rec["dev_split"] = evaluation["dev_how"]
+    logger.info("recommendation: deploy %s (%s)", rec["deploy"], rec["reason"])
+    for warning in rec["warnings"]:
+        logger.warning("%s", warning)
+    return rec
 
 
 def _finetune_stage(dataset: Dataset, config: FinetuneConfig, run: rundir.RunDir, fingerprints: dict) -> None:
@@ -99,14 +118,45 @@ def _finetune_stage(dataset: Dataset, config: FinetuneConfig, run: rundir.RunDir
 
 
 def _evaluate(dataset: Dataset, opts: TuneOptions, run: rundir.RunDir) -> dict[str, Any]:
+    """Test split: metrics, significance, per-query scores, curves and run files; dev split: per-query evidence."""
+    from finetune.dev_split import dev_split
+    from retrieval.evaluate import compare, evaluate, per_query
+
+    split = opts.config.test_split or "test"
+    queries, qrels = dataset.split_queries(split), dataset.split(split)
+    c = opts.config
+    dev = dev_split(dataset, c.train_split, c.dev_split, c.dev_fraction, c.seed)
+    dev_queries = {q: dataset.queries[q] for q in dev.dev if q in dataset.queries and q not in queries}
+    every = _search_systems(dataset, {**queries, **dev_queries}, opts, run)
+    runs = {name: _restrict(r, queries, name) for name, r in every.items()}
+    test_runs = {name: runs[name] for name in ("base", "tuned", "bm25", "hybrid")}
+    metrics = evaluate(qrels, test_runs)
+    comparison = compare(qrels, test_runs).to_dict()
+    rundir.write_json(run.metrics_json, metrics)
+    rundir.write_json(run.comparison_json, json.loads(json.dumps(comparison, default=float)))
+    rundir.write_json(run.per_query_json, rundir.per_query_payload(qrels, test_runs))
+    rundir.write_json(run.curves_json, rundir.curves(qrels, test_runs))
+    for name, r in test_runs.items():
+        with atomic_path(run.runs_dir / f"{name}.trec") as tmp:
+            r.save(str(tmp), kind="trec")
+    names = {"base": "base", "tuned": "tuned", "base+bm25": "base+bm25", "hybrid": "tuned+bm25"}
+    evidence = {}
+    for group, qids in dev.groups().items():
+        group_qrels = {q: dev.dev[q] for q in qids if q in dev_queries}
+        if group_qrels:
+            evidence[group] = {label: per_query(group_qrels, every[name]) for name, label in names.items()}
+    base_bm25 = evaluate(qrels, {"base+bm25": runs["base+bm25"]})["base+bm25"]
+    return {"metrics": metrics, "comparison": comparison, "queries": queries, "split": split, "dev": evidence,
+            "dev_how": dev.how, "extra_metrics": {"base+bm25": base_bm25}}
+
+
+def _search_systems(dataset: Dataset, queries: dict[str, str], opts: TuneOptions, run: rundir.RunDir) -> dict[str, Any]:
+    """base, tuned, BM25, tuned+BM25 ("hybrid") and base+BM25 runs for ``queries``, each system searched once."""
     from retrieval.bm25 import bm25_run
-    from retrieval.evaluate import compare, evaluate
     from retrieval.fusion import hybrid
     from retrieval.models import load_model
     from retrieval.retriever import IndexSpec, build_or_load, search
 
-    split = opts.config.test_split or "test"
-    queries, qrels = dataset.split_queries(split), dataset.split(split)
     spec = IndexSpec(batch_size=opts.config.batch_size_encode)
     base = load_model(opts.config.base)
     tuned = load_model(str(run.model_dir))
@@ -116,16 +166,17 @@ def _evaluate(dataset: Dataset, opts: TuneOptions, run: rundir.RunDir) -> dict[s
             "tuned": search(tuned_index, tuned, queries, opts.k, "tuned", progress=False),
             "bm25": bm25_run(dataset.corpus, queries, opts.k, progress=False)}
     runs["hybrid"] = hybrid([runs["bm25"], runs["tuned"]], method=opts.fusion)
-    metrics = evaluate(qrels, runs)
-    comparison = compare(qrels, runs).to_dict()
-    rundir.write_json(run.metrics_json, metrics)
-    rundir.write_json(run.comparison_json, json.loads(json.dumps(comparison, default=float)))
-    rundir.write_json(run.per_query_json, rundir.per_query_payload(qrels, runs))
-    rundir.write_json(run.curves_json, rundir.curves(qrels, runs))
-    for name, r in runs.items():
-        with atomic_path(run.runs_dir / f"{name}.trec") as tmp:
-            r.save(str(tmp), kind="trec")
-    return {"metrics": metrics, "comparison": comparison, "queries": queries, "split": split}
+    runs["base+bm25"] = hybrid([runs["bm25"], runs["base"]], method=opts.fusion, name="base+bm25")
+    return runs
+
+
+def _restrict(run, queries: dict[str, str], name: str):
+    from ranx import Run
+
+    data = run.to_dict()
+    kept = Run.from_dict({q: data[q] for q in queries if q in data})
+    kept.name = name
+    return kept
 
 
 def _tuned_index(tuned, dataset: Dataset, run: rundir.RunDir, spec, base_index):
@@ -158,7 +209,10 @@ def _general(opts: TuneOptions, run: rundir.RunDir) -> dict[str, Any]:
             "tuned": search(tuned_index, tuned, queries, opts.k, "tuned", progress=False)}
     metrics = evaluate(qrels, runs)
     rundir.write_json(folder / "metrics.json", metrics)
-    return {"name": f"{other.name} ({split}, {len(queries)} queries)", "metrics": metrics}
+    from retrieval.evaluate import per_query
+
+    return {"name": f"{other.name} ({split}, {len(queries)} queries)", "metrics": metrics,
+            "per_query": {name: per_query(qrels, r) for name, r in runs.items()}}
 
 
 def _report(dataset: Dataset, opts: TuneOptions, run: rundir.RunDir, evaluation: dict, general: dict | None,
@@ -172,7 +226,7 @@ def _report(dataset: Dataset, opts: TuneOptions, run: rundir.RunDir, evaluation:
     if summary.get("dev_history"):
         figures["training"] = "report_files/training.png"
         plots.training_curve(summary.get("train_log", []), summary["dev_history"], run.path / figures["training"],
-                             epoch_scale=float(opts.config.epochs))
+                             epoch_scale=float(opts.config.epochs), select=summary.get("select", "ndcg@10"))
     settings = {"data": opts.data, "split": evaluation["split"], "fingerprints": fingerprints,
                 "finetune": dataclasses.asdict(opts.config), "fusion": opts.fusion, "k": opts.k,
                 "dev_split": summary.get("dev_split"), "best_dev": summary.get("best_dev"),
@@ -180,10 +234,10 @@ def _report(dataset: Dataset, opts: TuneOptions, run: rundir.RunDir, evaluation:
     train_docs = {d for judged in dataset.qrels.get(opts.config.train_split, {}).values() for d, sc in judged.items() if sc > 0}
     per_query = rundir.read_per_query(run)
     split_rows = seen_unseen(per_query, dataset.split(evaluation["split"]), train_docs)
-    settings["seen_unseen"] = split_rows
+    settings["seen_unseen"] = evaluation["seen_unseen"] = split_rows
     rundir.write_info(run, data=opts.data, base_model=opts.config.base, tuned_model="model",
-                      split=evaluation["split"], settings=settings)
-    ctx = {"title": f"{opts.config.base} tuned on {dataset.name}", "seen_unseen": split_rows, "metrics": evaluation["metrics"],
+                      split=evaluation["split"], settings=settings, recommendation=evaluation.get("recommendation"))
+    ctx = {"recommendation": evaluation.get("recommendation"), "title": f"{opts.config.base} tuned on {dataset.name}", "seen_unseen": split_rows, "metrics": evaluation["metrics"],
            "comparison": evaluation["comparison"], "per_query": per_query,
            "queries": evaluation["queries"], "n_queries": len(evaluation["queries"]), "figures": figures,
            "general": general, "geometry_md": geometry_md, "settings": settings}

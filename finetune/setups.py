@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from finetune.config import FinetuneConfig
+from finetune.dev_split import DevSplit
 from finetune.evaluator import DevEvaluator
 from finetune.pairs import TrainQueries, epoch_rows
 from retrieval.data import Dataset
@@ -31,9 +32,11 @@ class _Setup:
     batch_sampler = "batch_sampler"
 
     def __init__(self, dataset: Dataset, config: FinetuneConfig, queries: TrainQueries, mined, stored,
-                 documents: np.ndarray, dev_qrels: dict) -> None:
+                 documents: np.ndarray, split: DevSplit) -> None:
         from retrieval.models import load_model
 
+        dev_qrels = split.dev
+        self.dev_groups = split.groups()
         self.config, self.stored, self.queries = config, stored, queries
         self.model = load_model(config.base)
         self.max_seq_length = self.model.max_seq_length
@@ -44,7 +47,12 @@ class _Setup:
         self.dev_queries = {q: dataset.queries[q] for q in dev_qrels if q in dataset.queries}
         self.dev_qrels = dev_qrels
 
-    def _scaled(self, evaluator: DevEvaluator) -> DevEvaluator:
+    def _evaluator(self, doc_ids: list[str], **kwargs) -> DevEvaluator:
+        from finetune.train import precision_flags
+
+        evaluator = DevEvaluator(self.dev_queries, self.dev_qrels, doc_ids, batch_size=self.config.batch_size_encode,
+                                 groups=self.dev_groups, select=self.config.select_on,
+                                 bf16=precision_flags(self.config.precision)["bf16"], **kwargs)
         evaluator.epoch_scale = float(self.config.epochs)
         return evaluator
 
@@ -64,13 +72,13 @@ class _Setup:
 
 
 class QuerySideSetup(_Setup):
-    def __init__(self, dataset, config, queries, mined, stored, documents, dev_qrels) -> None:
+    def __init__(self, dataset, config, queries, mined, stored, documents, split) -> None:
         import torch
         from datasets import Dataset as HFDataset
 
         from finetune.losses.frozen_corpus import FrozenCorpusInfoNCE
 
-        super().__init__(dataset, config, queries, mined, stored, documents, dev_qrels)
+        super().__init__(dataset, config, queries, mined, stored, documents, split)
         self.model.max_seq_length = min(config.query_max_length, self.max_seq_length)
         self.train_dataset = HFDataset.from_dict({
             "query": [queries.texts[i] for i, _ in self.rows],
@@ -82,8 +90,7 @@ class QuerySideSetup(_Setup):
             masked.setdefault(position[suspect["query_id"]], set()).add(self.doc_index[suspect["doc_id"]])
         documents = torch.from_numpy(np.array(documents, dtype=np.float32))
         self.loss = FrozenCorpusInfoNCE(self.model, documents, self.positives, masked, config.temperature)
-        self.evaluator = self._scaled(DevEvaluator(self.dev_queries, dev_qrels, stored.meta.doc_ids,
-                                                   documents=documents.numpy(), batch_size=config.batch_size_encode))
+        self.evaluator = self._evaluator(stored.meta.doc_ids, documents=documents.numpy())
 
     def export(self, path: Path):
         from finetune.export import query_side_model, save_model
@@ -98,12 +105,12 @@ class QuerySideSetup(_Setup):
 class FullSetup(_Setup):
     batch_sampler = "no_duplicates"  # a text twice in one batch would be its own false negative
 
-    def __init__(self, dataset, config, queries, mined, stored, documents, dev_qrels) -> None:
+    def __init__(self, dataset, config, queries, mined, stored, documents, split) -> None:
         from datasets import Dataset as HFDataset
 
         from retrieval.encode import doc_text
 
-        super().__init__(dataset, config, queries, mined, stored, documents, dev_qrels)
+        super().__init__(dataset, config, queries, mined, stored, documents, split)
         self.model.max_seq_length = min(config.doc_max_length, self.max_seq_length)
         corpus = dataset.corpus
         with_negatives, in_batch_only = [], []
@@ -120,9 +127,8 @@ class FullSetup(_Setup):
         parts = {name: HFDataset.from_list(rows) for name, rows in (("mined", with_negatives), ("in_batch", in_batch_only)) if rows}
         self.train_dataset = parts if len(parts) > 1 else next(iter(parts.values()))
         self.loss = self._loss(config)
-        pool = self._dev_pool(dev_qrels, documents, config)
-        self.evaluator = self._scaled(DevEvaluator(self.dev_queries, dev_qrels, pool, batch_size=config.batch_size_encode,
-                                                   doc_texts=[doc_text(corpus[d]) for d in pool]))
+        pool = self._dev_pool(split.dev, documents, config)
+        self.evaluator = self._evaluator(pool, doc_texts=[doc_text(corpus[d]) for d in pool])
 
     def _loss(self, config: FinetuneConfig):
         kwargs = dict(temperature=config.temperature, learnable_temperature=config.learnable_temperature,
@@ -135,7 +141,7 @@ class FullSetup(_Setup):
 
         return InfoNCE(self.model, **kwargs)
 
-    def _dev_pool(self, dev_qrels: dict, documents: np.ndarray, config: FinetuneConfig, depth: int = 30) -> list[str]:
+    def _dev_pool(self, dev_qrels: dict, documents: np.ndarray, config: FinetuneConfig, depth: int = 10) -> list[str]:
         """Dev positives plus the base model's top ``depth`` per dev query (see finetune.evaluator)."""
         from retrieval.encode import encode
 

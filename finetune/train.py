@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from finetune.config import FinetuneConfig
-from finetune.pairs import TrainQueries, epoch_rows, split_train_dev, train_queries
+from finetune.dev_split import dev_split
+from finetune.pairs import TrainQueries, epoch_rows, train_queries
 from index.atomic import write_text
 from retrieval.cli.common import UsageError
 from retrieval.data import Dataset
@@ -49,6 +50,16 @@ class FinetuneResult:
     mining: dict[str, int]
     seconds: dict[str, float] = field(default_factory=dict)
     pairs_per_second: float = 0.0
+    dev: dict[str, Any] = field(default_factory=dict)  # DevSplit.summary(): how, dev-unseen and dev-seen ids
+    select: str = "ndcg@10"  # the dev_history key that chose the checkpoint
+    interpolation: dict[str, Any] | None = None  # {"alpha": a, "scores": {a: dev score}} when WiSE-FT ran
+
+    @property
+    def best_dev(self) -> dict[str, float] | None:
+        """The dev evaluation that selected the checkpoint (best on the selection metric)."""
+        rows = [h for h in self.dev_history if self.select in h] or self.dev_history
+        key = self.select if rows and self.select in rows[0] else "ndcg@10"
+        return max(rows, key=lambda h: h[key]) if rows else None
 
 
 class _Stages:
@@ -102,9 +113,9 @@ def finetune(dataset: Dataset, config: FinetuneConfig, out: str | Path, base_ind
     documents = stored.embeddings()
     if documents is None:
         raise UsageError(f"{stored.path}: the base index was saved without embeddings.npy; rebuild it with embeddings")
-    train_qrels, dev_qrels, dev_how = split_train_dev(dataset, config.train_split, config.dev_split, config.dev_fraction, config.seed)
-    queries = train_queries(dataset, train_qrels)
-    logger.info("training on %d queries; dev: %s", len(queries), dev_how)
+    split = dev_split(dataset, config.train_split, config.dev_split, config.dev_fraction, config.seed)
+    queries = train_queries(dataset, split.train)
+    logger.info("training on %d queries; dev: %s", len(queries), split.how)
 
     query_vectors = stages.run("encode train queries", encode, base, queries.texts, None, config.batch_size_encode, False, "query")
     mining = MiningConfig(rank_start=1 if config.mode == "query" else config.rank_start, rank_end=config.rank_end,
@@ -118,21 +129,24 @@ def finetune(dataset: Dataset, config: FinetuneConfig, out: str | Path, base_ind
 
     from finetune.setups import SETUPS
 
-    setup = SETUPS[config.mode](dataset, config, queries, mined, stored, np.asarray(documents), dev_qrels)
+    setup = SETUPS[config.mode](dataset, config, queries, mined, stored, np.asarray(documents), split)
     trainer = _trainer(setup, config, out)
     start = time.perf_counter()
     stages.run("train", _train, trainer, out, config)
     train_seconds = time.perf_counter() - start
+    interpolation = stages.run("interpolate", _interpolate, setup, base, config) if config.interpolate != "none" else None
     model = stages.run("export", setup.export, out / "model")
 
     test_metrics = None
     if config.test_split and config.test_split in dataset.qrels:
         test_metrics = stages.run("test evaluation", setup.evaluate_test, model, dataset, config.test_split, out)
     history = dev_history(out, trainer.state.log_history, setup.evaluator)
+    trained_rows = trainer.state.global_step * config.batch_size * int(os.environ.get("WORLD_SIZE", "1"))
     result = FinetuneResult(
-        model_path=out / "model", dev_split=dev_how, dev_history=history, train_log=trainer.state.log_history,
+        model_path=out / "model", dev_split=split.how, dev_history=history, train_log=trainer.state.log_history,
         test_metrics=test_metrics, mining=counts, seconds=stages.seconds,
-        pairs_per_second=round(len(queries) * config.epochs / max(train_seconds, 1e-9), 2),
+        pairs_per_second=round(min(trained_rows, len(setup.rows)) / max(train_seconds, 1e-9), 2),
+        dev=split.summary(), select=setup.evaluator.select_key, interpolation=interpolation,
     )
     from finetune.export import write_model_card
 
@@ -141,9 +155,29 @@ def finetune(dataset: Dataset, config: FinetuneConfig, out: str | Path, base_ind
     return result
 
 
+def _interpolate(setup, base, config: FinetuneConfig) -> dict[str, Any]:
+    """WiSE-FT: replace the trained weights in place by the base/tuned mix chosen on dev (or fixed)."""
+    from finetune.interpolate import choose_alpha, mixed_state
+
+    if config.interpolate == "auto":
+        key, history = setup.evaluator.select_key, setup.evaluator.history
+        known = {}
+        if len(history) > 1 and history[0].get("step") == 0 and key in history[0]:  # measured in this process
+            known = {0.0: history[0][key], 1.0: max(h[key] for h in history[1:])}
+        alpha, scores = choose_alpha(base, setup.model, setup.evaluator.selected, known=known)
+    else:
+        alpha, scores = float(config.interpolate), {}
+    setup.model.load_state_dict(mixed_state(base, setup.model, alpha))
+    from retrieval.models import forget_fingerprints
+
+    forget_fingerprints(setup.model)
+    logger.info("interpolation: a=%.2f (%s)", alpha, "chosen on dev" if scores else "fixed")
+    return {"alpha": alpha, "metric": setup.evaluator.select_key, "scores": {str(a): v for a, v in scores.items()}}
+
+
 def _summary(config: FinetuneConfig, result: FinetuneResult) -> dict[str, Any]:
-    best = max(result.dev_history, key=lambda h: h["ndcg@10"]) if result.dev_history else None
-    return {"settings": dataclasses.asdict(config), "dev_split": result.dev_split, "best_dev": best,
+    return {"settings": dataclasses.asdict(config), "dev_split": result.dev_split, "best_dev": result.best_dev,
+            "dev": result.dev, "select": result.select, "interpolation": result.interpolation,
             "dev_history": result.dev_history, "test": result.test_metrics, "mining": result.mining,
             "seconds": result.seconds, "pairs_per_second": result.pairs_per_second,
             "train_log": result.train_log}
@@ -170,7 +204,8 @@ def _trainer(setup, config: FinetuneConfig, out: Path):
         lr_scheduler_type="linear",
         eval_strategy="steps", eval_steps=eval_steps,
         save_strategy="steps", save_steps=eval_steps, save_total_limit=2,
-        load_best_model_at_end=True, metric_for_best_model=f"eval_{setup.evaluator.name}_ndcg@10", greater_is_better=True,
+        load_best_model_at_end=True, metric_for_best_model=f"eval_{setup.evaluator.name}_{setup.evaluator.select_key}",
+        greater_is_better=True,
         logging_steps=max(1, eval_steps // 4),
         seed=config.seed, data_seed=config.seed,
         use_cpu=not torch.cuda.is_available(),
@@ -183,8 +218,13 @@ def _trainer(setup, config: FinetuneConfig, out: Path):
         **precision_flags(config.precision),
     )
     trainer_cls = type("Trainer", (StatsTrainer, SentenceTransformerTrainer), {})
+    callbacks = []
+    if config.early_stopping:
+        from transformers import EarlyStoppingCallback
+
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping))
     return trainer_cls(model=setup.model, args=args, train_dataset=setup.train_dataset, loss=setup.loss,
-                       evaluator=setup.evaluator)
+                       evaluator=setup.evaluator, callbacks=callbacks)
 
 
 def _train(trainer, out: Path, config: FinetuneConfig) -> None:

@@ -12,6 +12,8 @@ import hashlib
 import logging
 from typing import TYPE_CHECKING
 
+from retrieval.readers import DataError
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
@@ -47,11 +49,41 @@ def load_model(
     """Load a bi-encoder. Remote code runs only when the caller passes ``trust_remote_code``."""
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(resolve_model_path(name), device=device, trust_remote_code=trust_remote_code)
+    path = resolve_model_path(name)
+    try:
+        model = SentenceTransformer(path, device=device, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        if _looks_like_missing_model(err):
+            raise ModelNotFoundError(_not_found(name, path)) from None
+        raise
     if max_seq_length:
         model.max_seq_length = max_seq_length
     model.model_card_data.base_model = model.model_card_data.base_model or None
     return model
+
+
+class ModelNotFoundError(DataError):
+    """A model name that is neither a local folder, a packaged model nor reachable on the hub."""
+
+
+def _looks_like_missing_model(err: Exception) -> bool:
+    text = f"{type(err).__name__} {err}".lower()
+    return any(k in text for k in ("not a valid model identifier", "does not appear to have", "repository not found",
+                                   "is not a local folder", "offline mode", "cannot find the requested files",
+                                   "couldn't connect", "repo id must", "repo_id", "404", "no such file", "unrecognized model"))
+
+
+def _not_found(name: str, path: str) -> str:
+    import os
+    from pathlib import Path
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("TRANSFORMERS_OFFLINE", "") not in ("", "0")
+    local = Path(path).expanduser()
+    tried = [f"local folder {local.resolve()} ({'exists but holds no sentence-transformers or transformers model' if local.is_dir() else 'does not exist'})",
+             f"packaged weights ({', '.join(sorted(_PACKAGED))})",
+             "the Hugging Face hub (offline: HF_HUB_OFFLINE is set)" if offline else "the Hugging Face hub (no such model, or unreachable)"]
+    return (f"model {name!r} not found; tried {'; '.join(tried)}. Pass a sentence-transformers folder, "
+            f"{DEFAULT_MODEL!r}, or a hub name with network access")
 
 
 def embedding_dim(model: SentenceTransformer) -> int:

@@ -38,8 +38,11 @@ def recall_curves(curves: dict[str, Any], path: str | Path) -> Path:
 
 
 def training_curve(train_log: list[dict[str, Any]], dev_history: list[dict[str, float]], path: str | Path,
-                   epoch_scale: float = 1.0) -> Path:
-    """Training loss (left axis) and dev nDCG@10 (right axis) against epochs."""
+                   epoch_scale: float = 1.0, select: str = "ndcg@10") -> Path:
+    """Training loss (left axis) and dev nDCG@10 (right axis: all, dev-unseen, dev-seen) against epochs.
+
+    ``select`` is the history key that chose the checkpoint; its best point is labelled.
+    """
     fig, ax = plt.subplots(figsize=(7, 4.2))
     steps = [(row["epoch"] * epoch_scale, row["loss"]) for row in train_log if "loss" in row and "epoch" in row]
     if steps:
@@ -47,16 +50,24 @@ def training_curve(train_log: list[dict[str, Any]], dev_history: list[dict[str, 
     ax.set_xlabel("epoch")
     ax.set_ylabel("InfoNCE loss", color="#d62728")
     dev = ax.twinx()
-    if dev_history:
-        dev.plot([h["epoch"] for h in dev_history], [h["ndcg@10"] for h in dev_history], "o-", color=COLORS["tuned"],
-                 label="dev nDCG@10")
-        best = max(dev_history, key=lambda h: h["ndcg@10"])
-        values = [h["ndcg@10"] for h in dev_history]
+    lines = [("ndcg@10", "all dev queries", "o-", COLORS["tuned"]),
+             ("unseen_ndcg@10", "dev, unseen documents", "s-", "#9467bd"),
+             ("seen_ndcg@10", "dev, seen documents", "^--", "#8c564b")]
+    values = []
+    for key, label, style, color in lines:
+        points = [(h["epoch"], h[key]) for h in dev_history if key in h]
+        if points:
+            dev.plot(*zip(*points), style, color=color, label=f"{label} nDCG@10" + (" (selects)" if key == select else ""))
+            values += [v for _, v in points]
+    if values:
+        key = select if any(select in h for h in dev_history) else "ndcg@10"
+        best = max((h for h in dev_history if key in h), key=lambda h: h[key])
         low, high = min(values), max(values)
-        dev.set_ylim(low - 0.05 * (high - low or 1), high + 0.15 * (high - low or 1))  # headroom for the label
-        dev.annotate(f"best {best['ndcg@10']:.3f}", (best["epoch"], best["ndcg@10"]), textcoords="offset points",
-                     xytext=(0, 8), ha="center", color=COLORS["tuned"])
-    dev.set_ylabel("dev nDCG@10", color=COLORS["tuned"])
-    ax.set_title("Training: loss and dev nDCG@10 (the best evaluation is kept)")
+        dev.set_ylim(low - 0.05 * (high - low or 1), high + 0.2 * (high - low or 1))  # headroom for label and legend
+        dev.annotate(f"selected {best[key]:.3f}", (best["epoch"], best[key]), textcoords="offset points",
+                     xytext=(0, 8), ha="center", color="#333333")
+        dev.legend(loc="upper right", fontsize=8)
+    dev.set_ylabel("dev nDCG@10")
+    ax.set_title("Training: loss and dev nDCG@10 (the checkpoint best on the selecting line is kept)")
     ax.grid(True, alpha=0.3)
     return _save(fig, Path(path))

@@ -2,7 +2,8 @@
 
 One place names every file of a run, so writer and reader cannot drift apart::
 
-    RUN/run.json             {"data", "split", "base_model", "tuned_model" ("model" or null), "created", "settings"}
+    RUN/run.json             {"data", "split", "base_model", "tuned_model" ("model" or null), "created", "settings",
+                              "recommendation": {"system", "deploy", "reason", "warnings", "evidence", ...}}
     RUN/model/               the tuned sentence-transformers model (absent for a base-only run)
     RUN/indexes/base/        the corpus under the base model (an ``index`` directory)
     RUN/indexes/tuned/       the corpus under the tuned model; absent when the tuned model's
@@ -169,8 +170,12 @@ def write_info(
     tuned_model: str | None = "model",
     split: str = "test",
     settings: dict[str, Any] | None = None,
+    recommendation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write ``run.json``; ``tuned_model`` is relative to the run directory (None: base only)."""
+    """Write ``run.json``; ``tuned_model`` is relative to the run directory (None: base only).
+
+    ``recommendation`` (:func:`retrieval.recommend.recommend`'s ``to_dict()``) says which system to deploy.
+    """
     run = as_rundir(run)
     if tuned_model is not None:
         run.inside(tuned_model)
@@ -182,6 +187,8 @@ def write_info(
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "settings": settings or {},
     }
+    if recommendation is not None:
+        info["recommendation"] = recommendation
     write_json(run.run_json, info)
     return info
 

@@ -49,18 +49,72 @@ def seen_unseen(per_query: dict[str, Any], test_qrels: dict[str, dict[str, int]]
     for qid, judged in test_qrels.items():
         seen = any(score > 0 and doc in train_docs for doc, score in judged.items())
         groups["relevant document seen in training" if seen else "no relevant document seen in training"].append(qid)
+    from retrieval.recommend import paired_p
+
     rows = []
     for name, qids in groups.items():
         qids = [q for q in qids if q in base and q in tuned]
         if qids:
             b, t = sum(base[q] for q in qids) / len(qids), sum(tuned[q] for q in qids) / len(qids)
-            rows.append({"group": name, "queries": len(qids), "base": b, "tuned": t, "delta": t - b})
+            p = paired_p({q: tuned[q] for q in qids}, {q: base[q] for q in qids})
+            rows.append({"group": name, "queries": len(qids), "base": b, "tuned": t, "delta": t - b, "p": p})
     return rows
 
 
+def _short(group: str) -> str:
+    return "unseen documents" if group.startswith("no ") else "seen documents"
+
+
+def headline(ctx: dict[str, Any]) -> list[str]:
+    """The report's first lines: which system to deploy, warnings, and nDCG@10 on all / seen / unseen test queries."""
+    lines: list[str] = []
+    rec = ctx.get("recommendation")
+    if rec:
+        lines += [f"**Deploy: {rec['deploy']}** (`{rec['system']}`), chosen on dev evidence: {rec['reason']}.", ""]
+    warnings = list(rec["warnings"]) if rec else []
+    unseen = next((r for r in ctx.get("seen_unseen") or [] if r["group"].startswith("no ")), None)
+    if unseen and unseen["delta"] < 0:
+        warnings.append(f"On the {unseen['queries']} test queries whose relevant documents were never training positives, "
+                        f"the tuned model is worse than the base model: nDCG@10 {unseen['base']:.4f} -> "
+                        f"{unseen['tuned']:.4f} ({unseen['delta']:+.4f}, p={unseen['p']:.3f}).")
+    for warning in warnings:
+        lines += [f"> **Warning.** {warning}", ""]
+    base, tuned = ctx["metrics"].get("base", {}), ctx["metrics"].get("tuned", {})
+    if base and tuned:
+        parts = [f"all {ctx['n_queries']} test queries {base['ndcg@10']:.4f} -> {tuned['ndcg@10']:.4f} "
+                 f"({tuned['ndcg@10'] - base['ndcg@10']:+.4f})"]
+        parts += [f"{_short(r['group'])} ({r['queries']}) {r['base']:.4f} -> {r['tuned']:.4f} ({r['delta']:+.4f}, p={r['p']:.3f})"
+                  for r in ctx.get("seen_unseen") or []]
+        lines += [f"**nDCG@10 base -> tuned: {'; '.join(parts)}.** Recall@100 {base['recall@100']:.4f} -> "
+                  f"{tuned['recall@100']:.4f}.", ""]
+    return lines
+
+
+def _recommendation_section(rec: dict[str, Any]) -> list[str]:
+    lines = ["## Which system to deploy", "",
+             f"Decided on the dev queries ({rec.get('dev_split', '')}), never on the test split: a system with the tuned "
+             "model is ruled out when it is below its base counterpart on dev queries of unseen documents, or "
+             "significantly below it on seen ones (paired t-test, p < 0.05) or on the forgetting guard's dataset; "
+             "among the rest, the best nDCG@10 on the first group below wins, ties (within 0.005) go to the simpler system.", "",
+             "| dev queries | n | " + " | ".join(rec["evidence"][next(iter(rec["evidence"]))]["mean"]) + " |",
+             "|---|---:|" + "---:|" * len(rec["evidence"][next(iter(rec["evidence"]))]["mean"])]
+    for group, ev in rec["evidence"].items():
+        cells = [f"{v:.4f}" + (f" (p={ev['p_vs_base'][s]:.3f})" if s in ev["p_vs_base"] else "") for s, v in ev["mean"].items()]
+        lines.append(f"| {group} documents | {ev['n']} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for system, why in rec.get("disqualified", {}).items():
+        lines.append(f"- `{system}` ruled out: {why}.")
+    if rec.get("test"):
+        lines += ["", f"The recommended system on the test split: nDCG@10 {rec['test']['ndcg@10']:.4f}, "
+                      f"Recall@100 {rec['test']['recall@100']:.4f}."]
+    return lines + [""]
+
+
 def _seen_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| test queries | n | base nDCG@10 | tuned nDCG@10 | change |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {r['group']} | {r['queries']} | {r['base']:.4f} | {r['tuned']:.4f} | {r['delta']:+.4f} |" for r in rows]
+    lines = ["| test queries | n | base nDCG@10 | tuned nDCG@10 | change | p |", "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['group']} | {r['queries']} | {r['base']:.4f} | {r['tuned']:.4f} | {r['delta']:+.4f} | "
+              f"{r['p']:.3f} |" if r.get("p") is not None else
+              f"| {r['group']} | {r['queries']} | {r['base']:.4f} | {r['tuned']:.4f} | {r['delta']:+.4f} | - |" for r in rows]
     return "\n".join(lines)
 
 
@@ -79,11 +133,9 @@ def _movers_table(rows: list[dict[str, Any]]) -> str:
 def build_markdown(ctx: dict[str, Any]) -> str:
     """``ctx``: title, metrics, comparison, per_query, queries, figures {name: relative path}, general, geometry_md, settings."""
     metrics = {name: {m: scores[m] for m in HEADLINE if m in scores} for name, scores in ctx["metrics"].items()}
-    base, tuned = ctx["metrics"].get("base", {}), ctx["metrics"].get("tuned", {})
-    parts = [f"# {ctx['title']}", ""]
-    if base and tuned:
-        parts += [f"**nDCG@10 {base['ndcg@10']:.4f} -> {tuned['ndcg@10']:.4f} ({tuned['ndcg@10'] - base['ndcg@10']:+.4f}); "
-                  f"Recall@100 {base['recall@100']:.4f} -> {tuned['recall@100']:.4f}** on {ctx['n_queries']} test queries.", ""]
+    parts = [f"# {ctx['title']}", "", *headline(ctx)]
+    if ctx.get("recommendation"):
+        parts += _recommendation_section(ctx["recommendation"])
     parts += ["## Metrics", "", markdown_table(metrics), ""]
     if ctx.get("comparison"):
         parts += ["## Significance", "", significance_markdown(ctx["comparison"]), ""]
@@ -129,7 +181,8 @@ def to_html(markdown_text: str, base_dir: Path, title: str) -> str:
     body = re.sub(r'src="([^"]+\.png)"', inline, body)
     style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
              "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}td,th{border:1px solid #ccc;padding:4px 8px}"
-             "th{background:#f3f3f3}img{max-width:100%}pre{background:#f6f6f6;padding:1em;overflow:auto}")
+             "th{background:#f3f3f3}img{max-width:100%}pre{background:#f6f6f6;padding:1em;overflow:auto}"
+             "blockquote{margin:1em 0;padding:0.6em 1em;border-left:5px solid #c62828;background:#fdecea;color:#5f1b1b}")
     return f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head><body>{body}</body></html>"
 
 

@@ -46,10 +46,13 @@ def run(args: argparse.Namespace) -> int:
     dataset = resolve(args.data, strict=args.strict)
     echo(dataset.describe())
     result = finetune(dataset, config, args.out, base_index=args.base_index)
-    best = max(result.dev_history, key=lambda h: h["ndcg@10"])
+    best, start, key = result.best_dev, result.dev_history[0], result.select
     echo(f"\nmined: {result.mining}")
-    echo(f"dev ({result.dev_split}): nDCG@10 {result.dev_history[0]['ndcg@10']:.4f} -> best {best['ndcg@10']:.4f} "
-         f"at epoch {best['epoch']:.2f}")
+    echo(f"dev ({result.dev_split}): {key} {start[key]:.4f} -> best {best[key]:.4f} at epoch {best['epoch']:.2f}"
+         f" (all dev nDCG@10 {start['ndcg@10']:.4f} -> {best['ndcg@10']:.4f})")
+    if result.interpolation:
+        echo(f"interpolation (WiSE-FT): a = {result.interpolation['alpha']:.2f} x tuned + "
+             f"{1 - result.interpolation['alpha']:.2f} x base")
     if result.test_metrics:
         echo(f"\ntest split '{config.test_split}':")
         echo(metrics_table(result.test_metrics))

@@ -10,6 +10,12 @@ from retrieval.cli.common import add_config_arg, add_data_args, echo
 DESCRIPTION = """Evaluate the base model, mine hard negatives, fine-tune, index, evaluate base vs tuned vs
 BM25 vs hybrid (RRF) on the test split with paired significance tests, and write a report.
 
+Dev queries are held out by document (no dev-unseen relevant document is a training positive),
+the checkpoint and the base/tuned weight interpolation are chosen on them, and the run ends
+with a recommendation made on dev evidence: deploy the tuned model, tuned + BM25, the base
+model or base + BM25. The report's first lines say which, with a warning when the tuned model
+is worse than the base model on documents it never saw in training.
+
 Each stage is skipped when its output exists and matches its inputs, so rerunning the same
 command after a crash resumes (training continues from its last checkpoint).
 
@@ -69,6 +75,14 @@ def run(args: argparse.Namespace) -> int:
     result = tune(TuneOptions(data=args.data, out=out, config=config, general=args.general, fusion=args.fusion,
                               k=args.k, strict=args.strict, geometry=_geometry_step(args, config) if args.geometry else None))
     echo("")
+    rec = result.get("recommendation")
+    if rec:
+        echo(f"DEPLOY: {rec['deploy']} ({rec['system']}): {rec['reason']}")
+    for warning in (rec or {}).get("warnings", []):
+        echo(f"WARNING: {warning}")
+    for row in result.get("seen_unseen") or []:
+        echo(f"test queries, {row['group']} ({row['queries']}): nDCG@10 base {row['base']:.4f} -> tuned {row['tuned']:.4f} "
+             f"({row['delta']:+.4f}, p={row['p']:.3f})")
     echo(metrics_table({k: {m: v[m] for m in ("ndcg@10", "recall@10", "recall@100", "mrr@10")} for k, v in result["metrics"].items()}))
     if result["general"]:
         echo(f"\nforgetting guard, {result['general']['name']}:")

@@ -244,3 +244,17 @@ def test_retrieval_app_on_a_missing_directory_says_how_to_create_it(tmp_path, ca
 
     assert main(["app", str(tmp_path / "nope")]) == 2
     assert f"retrieval tune --data DATA --out {tmp_path / 'nope'}" in capsys.readouterr().err
+
+
+def test_the_first_page_says_which_system_to_deploy_and_warns(fresh_run, app_test):
+    run = fresh_run("tuned-index")
+    info = json.loads((run / "run.json").read_text())
+    info["recommendation"] = {"system": "base", "deploy": "the base model, unchanged", "reason": "best nDCG@10 on dev",
+                              "warnings": ["The tuned model is worse than the base model on dev queries of unseen documents"]}
+    (run / "run.json").write_text(json.dumps(info))
+    at = app_test(run).run()
+    assert not at.exception, at.exception
+    assert [s.value for s in at.success] == ["**Deploy: the base model, unchanged** · chosen on dev evidence: best nDCG@10 on dev"]
+    assert any("worse than the base model" in w.value for w in at.warning)
+    at = app_test(fresh_run("query-only")).run()
+    assert not at.exception and not at.success  # a run without a recommendation shows none

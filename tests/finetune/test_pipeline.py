@@ -58,6 +58,17 @@ def test_tune_writes_every_artefact_and_a_self_contained_report(tiny_model_path,
     assert html.count("data:image/png;base64,") >= 3 and 'src="report_files/' not in html and 'src="geometry/' not in html
     report = (out / "report.md").read_text()
     assert "## Significance" in report and "## Embedding geometry" in report and "unseen documents" in report
+    info = json.loads((out / "run.json").read_text())
+    rec = info["recommendation"]
+    assert rec["system"] in ("base", "tuned", "base+bm25", "tuned+bm25") and rec["evidence"]
+    assert set(rec["evidence"]) <= {"unseen", "seen"} and all(e["n"] > 0 for e in rec["evidence"].values())
+    first = report.split("## ")[0]  # the lines above the first section
+    assert f"**Deploy: {rec['deploy']}** (`{rec['system']}`)" in first and "unseen documents (" in first
+    if rec["system"] in ("tuned", "tuned+bm25"):  # never recommended while worse than base on dev-unseen
+        unseen = rec["evidence"].get("unseen")
+        assert unseen is None or unseen["mean"]["tuned"] >= unseen["mean"]["base"]
+    assert ("> **Warning.**" in first) == bool(rec["warnings"] or any(
+        r["delta"] < 0 for r in info["settings"]["seen_unseen"] if r["group"].startswith("no ")))
     assert len(json.loads((out / "geometry" / "geometry.json").read_text())) == 2  # base and tuned
     info = json.loads((out / "run.json").read_text())
     assert info["tuned_model"] == "model" and info["settings"]["fingerprints"]["corpus"]

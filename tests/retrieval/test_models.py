@@ -64,3 +64,19 @@ def test_query_tuned_model_searches_the_base_index(tiny_model, beir_dir, tmp_pat
     stored = build_or_load(tiny_model, "tiny", corpus, tmp_path / "idx", progress=False)
     run = search(stored, _asymmetric(tiny_model), {"q": "cats purr"}, k=3, progress=False)
     assert len(run.to_dict()["q"]) == 3
+
+
+@pytest.mark.parametrize("name", ["all-MiniLM-L6-v3", "./nope_model", "EMPTY_DIR"])
+def test_a_model_that_cannot_be_found_is_one_line_naming_what_was_tried(name, tmp_path, monkeypatch):
+    from retrieval.models import ModelNotFoundError, load_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    if name == "EMPTY_DIR":
+        (tmp_path / "empty").mkdir()
+        name = str(tmp_path / "empty")
+    with pytest.raises(ModelNotFoundError) as err:
+        load_model(name)
+    message = str(err.value)
+    assert "\n" not in message and repr(name) in message
+    assert "local folder" in message and "packaged weights" in message and "offline" in message

@@ -1,0 +1,245 @@
+"""Fine-tuning recipes side by side on one dataset: all / seen-document / unseen-document test queries.
+
+Every recipe trains on the same training queries (the dataset's ``train`` split minus the
+dev queries held out by document, :mod:`finetune.dev_split`), from the same base model and
+base index, and is scored on the same test queries, split by whether any relevant document
+was a positive of the training split. Each row: nDCG@10 and Recall@100 on all / seen /
+unseen test queries, the paired t-test p-value against the base model (ranx ``compare``,
+"student") on each group, and wall time on this machine.
+
+Recipes (``--recipes``, default all):
+
+* ``query``: the query encoder against the frozen corpus (this project's first default),
+  20 epochs, lr 4e-5, checkpoint on all dev queries, no interpolation;
+* ``query-wise``: the same, checkpoint chosen on dev-unseen, then WiSE-FT interpolation with
+  the base weights, the weight chosen on dev-unseen;
+* ``full``: one shared encoder, InfoNCE over in-batch + 1 mined negative (known positives
+  masked), 1 epoch, lr 3e-5, no interpolation (read from the ``full-wise`` run's checkpoint:
+  one training serves both rows);
+* ``full-wise``: ``full`` followed by WiSE-FT, the weight chosen on dev-unseen;
+* ``full-3ep``: ``full`` for 3 epochs at lr 2e-5, checkpoint and weight chosen on dev-unseen;
+* ``st-plain``: the plain sentence-transformers recipe, no code of ours in the loop:
+  ``SentenceTransformerTrainer`` + ``MultipleNegativesRankingLoss``, the same mined negative,
+  1 epoch, lr 3e-5, bf16 where the CPU has it, no dev selection.
+
+Document sides that change are re-encoded under bf16 autocast on CPUs with native bf16
+(measured within 0.001 nDCG@10 of fp32, ``bench/encode.py``); the base index is fp32::
+
+    python bench/recipes.py --data ../shared/data/beir/scifact --work /tmp/recipes
+    python bench/recipes.py --data ~/.cache/retrieval/datasets/manpages --work /tmp/recipes
+
+Prints a markdown table and writes ``WORK/<dataset>/recipes.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]  # bench/ shadows packages
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+RECIPES = {
+    "query": dict(mode="query", epochs=20, learning_rate=4e-5, select_on="all", interpolate="none"),
+    "query-wise": dict(mode="query", epochs=20, learning_rate=4e-5, select_on="unseen", interpolate="auto"),
+    "full-wise": dict(mode="full", epochs=1, learning_rate=3e-5, select_on="unseen", interpolate="auto"),
+    "full-3ep": dict(mode="full", epochs=3, learning_rate=2e-5, select_on="unseen", interpolate="auto"),
+}
+ALL = ["full-wise", "full", "st-plain", "query", "query-wise", "full-3ep"]
+
+
+def autocast():
+    import torch
+
+    from finetune.train import precision_flags
+
+    return torch.autocast("cpu", dtype=torch.bfloat16) if precision_flags("auto")["bf16"] else contextlib.nullcontext()
+
+
+def test_groups(dataset, split: str = "test") -> dict[str, dict]:
+    from finetune.dev_split import label_seen
+
+    test = dataset.split(split)
+    seen, unseen = label_seen(test, dataset.split("train"))
+    return {"all": test, "seen": {q: test[q] for q in seen}, "unseen": {q: test[q] for q in unseen}}
+
+
+def score(groups: dict[str, dict], base_run, run) -> dict[str, float]:
+    from retrieval.evaluate import compare, evaluate
+
+    row = {}
+    for group, qrels in groups.items():
+        if not qrels:
+            continue
+        m = evaluate(qrels, {"x": run}, ["ndcg@10", "recall@100"])["x"]
+        row[f"{group}_ndcg@10"], row[f"{group}_recall@100"] = m["ndcg@10"], m["recall@100"]
+        if run is not base_run:
+            p = compare(qrels, {"base": base_run, "x": run}, ["ndcg@10"]).to_dict()["base"]["comparisons"]["x"]["ndcg@10"]
+            row[f"{group}_p"] = p
+        row[f"{group}_n"] = len(qrels)
+    return row
+
+
+def test_run(model, model_dir: Path, dataset, base_index, base_model, index_dir: Path):
+    """Search the test queries with ``model``: the base index when its document side is the base model's."""
+    from retrieval.models import model_fingerprint
+    from retrieval.retriever import IndexSpec, build_or_load, search
+
+    stored = base_index
+    if model_fingerprint(model, "document") != base_index.meta.model_fingerprint:
+        with autocast():
+            stored = build_or_load(model, str(model_dir), dataset.corpus, index_dir, IndexSpec(), source=dataset.source)
+    return search(stored, model, dataset.split_queries("test"), 100, "x", progress=False)
+
+
+def run_ours(name: str, dataset, work: Path, base_index_dir: Path) -> tuple[Path, dict]:
+    from finetune.config import FinetuneConfig
+    from finetune.train import finetune
+
+    config = FinetuneConfig(test_split="", **RECIPES[name])
+    start = time.perf_counter()
+    result = finetune(dataset, config, work / name, base_index=base_index_dir)
+    return work / name / "model", {"seconds": time.perf_counter() - start, "interpolation": result.interpolation,
+                                   "best_dev": result.best_dev, "dev": result.dev_split, "pairs_per_second": result.pairs_per_second}
+
+
+def best_checkpoint(folder: Path) -> Path:
+    """The checkpoint the trainer selected (its trainer_state.json names it), i.e. the tuned model before WiSE-FT."""
+    states = sorted(folder.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1]))
+    best = json.loads(states[-1].read_text()).get("best_model_checkpoint")
+    return Path(best) if best else states[-1].parent
+
+
+def run_st_plain(dataset, work: Path, base_index) -> tuple[Path, dict]:
+    """The plain library recipe on the same training queries and the same mined negative."""
+    from datasets import Dataset as HFDataset
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.losses import MultipleNegativesRankingLoss
+
+    from finetune.config import FinetuneConfig
+    from finetune.dev_split import dev_split
+    from finetune.negatives import MiningConfig, mine_hard_negatives
+    from finetune.pairs import train_queries
+    from finetune.train import precision_flags
+    from retrieval.encode import doc_text, encode
+    from retrieval.models import load_model
+
+    config = FinetuneConfig()
+    start = time.perf_counter()
+    model = load_model(config.base)
+    queries = train_queries(dataset, dev_split(dataset, fraction=config.dev_fraction, seed=config.seed).train)
+    vectors = encode(model, queries.texts, None, 64, False, "query")
+    mined = mine_hard_negatives(base_index, vectors, queries.qids, queries.qrels(),
+                                MiningConfig(rank_start=config.rank_start, rank_end=config.rank_end, margin=config.margin,
+                                             num_negatives=1, seed=config.seed), dataset.queries, dataset.corpus)
+    rows = {"anchor": [], "positive": [], "negative": []}
+    for qid, text, docs in zip(queries.qids, queries.texts, queries.positives):
+        negatives = mined.negatives.get(qid)
+        if negatives:
+            rows["anchor"].append(text)
+            rows["positive"].append(doc_text(dataset.corpus[docs[0]]))
+            rows["negative"].append(doc_text(dataset.corpus[negatives[0][0]]))
+    model.max_seq_length = 256
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(work / "st-plain" / "checkpoints"), num_train_epochs=1, per_device_train_batch_size=32,
+        learning_rate=3e-5, warmup_steps=0.1, batch_sampler="no_duplicates", save_strategy="no", report_to=[],
+        seed=config.seed, use_cpu=True, **precision_flags("auto"))
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=HFDataset.from_dict(rows),
+                                         loss=MultipleNegativesRankingLoss(model))
+    trainer.train()
+    out = work / "st-plain" / "model"
+    model.save(str(out))
+    return out, {"seconds": time.perf_counter() - start, "pairs": len(rows["anchor"])}
+
+
+def table(rows: dict[str, dict]) -> str:
+    head = ("| recipe | all nDCG@10 (p) | seen nDCG@10 (p) | unseen nDCG@10 (p) | all R@100 | unseen R@100 | wall s |\n"
+            "|---|---|---|---|---|---|---|")
+    lines = [head]
+    for name, r in rows.items():
+        def cell(g):
+            if f"{g}_ndcg@10" not in r:
+                return "-"
+            p = r.get(f"{g}_p")
+            return f"{r[f'{g}_ndcg@10']:.4f}" + ("" if p is None else f" ({p:.3f})")
+        lines.append(f"| {name} | {cell('all')} | {cell('seen')} | {cell('unseen')} | {r['all_recall@100']:.4f} | "
+                     f"{r.get('unseen_recall@100', float('nan')):.4f} | {r.get('seconds') or 0:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from retrieval.models import load_model
+    from retrieval.retriever import IndexSpec, build_or_load, search
+    from retrieval.sources import resolve
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=None, help="dataset (any --data form of the CLI)")
+    p.add_argument("--work", type=Path, default=Path("/tmp/recipes"))
+    p.add_argument("--recipes", nargs="+", default=ALL, choices=ALL)
+    p.add_argument("--show", type=Path, default=None, help="print the table of a saved recipes.json and exit")
+    args = p.parse_args(argv)
+    if args.show:
+        print_saved(args.show)
+        return 0
+
+    dataset = resolve(args.data)
+    work = args.work / dataset.name
+    work.mkdir(parents=True, exist_ok=True)
+    groups = test_groups(dataset)
+    base = load_model("all-MiniLM-L6-v2")
+    start = time.perf_counter()
+    base_index = build_or_load(base, "all-MiniLM-L6-v2", dataset.corpus, work / "base-index", IndexSpec(), source=dataset.source)
+    base_run = search(base_index, base, dataset.split_queries("test"), 100, "base", progress=False)
+    results = {"base": {**score(groups, base_run, base_run), "seconds": time.perf_counter() - start}}
+    out_file = work / "recipes.json"
+    previous = json.loads(out_file.read_text()) if out_file.exists() else {}
+    for name in args.recipes:
+        try:
+            results[name] = run_recipe(name, dataset, work, base_index, base, groups, base_run)
+        except Exception:  # one recipe's crash must not cost the others' numbers
+            import traceback
+
+            traceback.print_exc()
+            continue
+        previous.update(results)
+        out_file.write_text(json.dumps(previous, indent=1, default=str))
+        print(f"\n{name}: {json.dumps(results[name], default=str)}", flush=True)
+    print(f"\n## {dataset.name}\n")
+    print(table({k: v for k, v in previous.items()}))
+    return 0
+
+
+def print_saved(path: Path) -> None:
+    """The table of a saved recipes.json (``python bench/recipes.py --show WORK/NAME/recipes.json``)."""
+    print(table(json.loads(path.read_text())))
+
+
+def run_recipe(name: str, dataset, work: Path, base_index, base, groups, base_run) -> dict:
+    from retrieval.models import load_model
+
+    if True:
+        if name == "st-plain":
+            model_dir, info = run_st_plain(dataset, work, base_index)
+        elif name == "full":
+            if not (work / "full-wise" / "model").exists():
+                run_ours("full-wise", dataset, work, work / "base-index")
+            model_dir, info = best_checkpoint(work / "full-wise" / "checkpoints"), {"seconds": None, "note": "full-wise before WiSE-FT"}
+        else:
+            model_dir, info = run_ours(name, dataset, work, work / "base-index")
+        model = load_model(str(model_dir))
+        t = time.perf_counter()
+        run = test_run(model, model_dir, dataset, base_index, base, work / name / "indexes" / "tuned")
+        info["test_seconds"] = time.perf_counter() - t
+        return {**score(groups, base_run, run), **info}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
