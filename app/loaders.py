@@ -115,15 +115,18 @@ def load_run(path: str) -> LoadedRun:
         tuned_index = _load_index(run.index_for("tuned"), run.path, data)
         sides["tuned"] = Side("tuned", _load_model("", tuned_path), tuned_index)
     loaded = LoadedRun(run=run, info=info, sides=sides)
-    _attach_dataset(loaded, data, str(info.get("split") or "test"))
+    _attach_dataset(loaded, data, str(info.get("split") or "test"), info.get("data_path"))
     for side in sides.values():  # first query pays torch and ranx (numba) warm-up: do it while loading
         ranked(side.index, side.model, "warm up")
     return loaded
 
 
-def _attach_dataset(loaded: LoadedRun, spec: str, split: str) -> None:
+def _attach_dataset(loaded: LoadedRun, spec: str, split: str, data_path: str | None = None) -> None:
+    """The run's dataset: the absolute path ``run.json`` recorded when it still exists, else ``spec`` as given."""
     from retrieval.sources import resolve
 
+    if data_path and Path(data_path).exists():
+        spec = data_path
     try:
         dataset = resolve(spec, download=False)
         loaded.corpus, loaded.queries = dataset.corpus, dataset.split_queries(split)

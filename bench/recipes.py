@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=None, help="dataset (any --data form of the CLI)")
     p.add_argument("--work", type=Path, default=Path("/tmp/recipes"))
     p.add_argument("--recipes", nargs="+", default=ALL, choices=ALL)
-    p.add_argument("--show", type=Path, default=None, help="print the table of a saved recipes.json and exit")
+    p.add_argument("--show", type=Path, nargs="+", default=None,
+                   help="print the tables of saved recipes.json files (one per dataset) and the default they imply")
     args = p.parse_args(argv)
     if args.show:
         print_saved(args.show)
@@ -217,9 +218,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def print_saved(path: Path) -> None:
-    """The table of a saved recipes.json (``python bench/recipes.py --show WORK/NAME/recipes.json``)."""
-    print(table(json.loads(path.read_text())))
+def print_saved(paths: list[Path]) -> None:
+    """The tables of saved recipes.json files and the default they imply (``--show A.json B.json``).
+
+    The rule (issue 13): the best mean overall test nDCG@10 over the datasets, among the
+    recipes whose unseen-document nDCG@10 is not significantly below base (p < 0.05) on any.
+    """
+    results = {p.parent.name: json.loads(p.read_text()) for p in paths}
+    for name, rows in results.items():
+        print(f"\n## {name}\n\n{table(rows)}")
+    common = [r for r in next(iter(results.values())) if r != "base" and all(r in rows for rows in results.values())]
+    verdict = {}
+    for recipe in common:
+        harmful = [d for d, rows in results.items() if rows[recipe].get("unseen_ndcg@10", 1) < rows["base"].get("unseen_ndcg@10", 0)
+                   and rows[recipe].get("unseen_p", 1) < 0.05]
+        mean_all = sum(rows[recipe]["all_ndcg@10"] for rows in results.values()) / len(results)
+        verdict[recipe] = (mean_all, harmful)
+        print(f"{recipe}: mean all nDCG@10 {mean_all:.4f}; unseen significantly below base on: {', '.join(harmful) or 'none'}")
+    allowed = {r: v for r, v in verdict.items() if not v[1]}
+    if allowed:
+        print(f"\ndefault by the rule: {max(allowed, key=lambda r: allowed[r][0])}")
 
 
 def run_recipe(name: str, dataset, work: Path, base_index, base, groups, base_run) -> dict:

@@ -113,7 +113,7 @@ def mine_hard_negatives(
                 kept.append((doc, score))
         mined.positive_scores[qid] = best_score
         mined.negatives[qid] = _sample(kept, config.num_negatives, config.seed, qid)
-        if not kept:
+        if not kept and config.num_negatives > 0:  # a query-side run asks for none: nothing is starved
             mined.starved.append(qid)
     logger.info("mined hard negatives: %s", ", ".join(f"{k} {v}" for k, v in mined.counts().items()))
     if mined.starved:

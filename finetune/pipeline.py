@@ -43,6 +43,7 @@ class TuneOptions:
     fusion: str = "rrf"
     k: int = 100
     strict: bool = False
+    keep_checkpoints: bool = False  # trainer checkpoints are deleted once the model is exported
     # Geometry diagnostics of base vs tuned: a callable the caller injects (the CLI does), which
     # writes RUN/geometry/ and returns the report's markdown section; None skips the stage.
     geometry: Callable[[rundir.RunDir], str | None] | None = None
@@ -76,15 +77,49 @@ def tune(opts: TuneOptions) -> dict[str, Any]:
     fingerprints = {"corpus": corpus_fingerprint(dataset.corpus),
                     "qrels": {s: _qrels_fingerprint(q) for s, q in sorted(dataset.qrels.items())},
                     "settings": opts.config.fingerprint()}
-    progress.stage("fine-tune", _finetune_stage, dataset, opts.config, run, fingerprints)
-    evaluation = progress.stage("evaluate base, tuned, BM25, hybrid", _evaluate, dataset, opts, run)
-    general = progress.stage("forgetting guard", _general, opts, run) if opts.general else None
+    progress.stage("fine-tune", _finetune_stage, dataset, opts.config, run, fingerprints, opts.keep_checkpoints)
+    inputs = {**{k: fingerprints[k] for k in ("corpus", "qrels", "settings")}, "k": opts.k, "fusion": opts.fusion,
+              "test_split": opts.config.test_split, "model": _model_stamp(run.model_dir)}
+    evaluation = progress.stage("evaluate base, tuned, BM25, hybrid", _cached, run, "evaluate", inputs,
+                                _evaluate, dataset, opts, run,
+                                outputs=(run.metrics_json, run.comparison_json, run.per_query_json, run.curves_json))
+    evaluation["queries"] = dataset.split_queries(evaluation["split"])
+    general = (progress.stage("forgetting guard", _cached, run, "general", {**inputs, "general": opts.general},
+                              _general, opts, run) if opts.general else None)
     evaluation["recommendation"] = _recommend(evaluation, general)
-    geometry_md = progress.stage("geometry", opts.geometry, run) if opts.geometry else None
+    geometry_inputs = {k: v for k, v in inputs.items() if k not in ("k", "fusion")}  # geometry reads no run
+    geometry_md = (progress.stage("geometry", _cached, run, "geometry", geometry_inputs, opts.geometry, run,
+                                  outputs=(run.geometry_json,)) if opts.geometry else None)
     progress.stage("report", _report, dataset, opts, run, evaluation, general, geometry_md, fingerprints, progress.seconds)
     return {"metrics": evaluation["metrics"], "seconds": progress.seconds, "run_dir": run.path,
             "general": {k: v for k, v in general.items() if k != "per_query"} if general else None,
             "recommendation": evaluation.get("recommendation"), "seen_unseen": evaluation.get("seen_unseen")}
+
+
+def _model_stamp(folder: Path) -> str:
+    """Names, sizes and times of the model's files: changes whenever the model is written again."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+    stamp = [(str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    return hashlib.sha256(json.dumps(stamp).encode()).hexdigest()[:16]
+
+
+def _cached(run: rundir.RunDir, name: str, inputs: dict[str, Any], fn: Callable[..., Any], *args: Any,
+            outputs: tuple[Path, ...] = ()) -> Any:
+    """``fn(*args)``, or its stored result when ``RUN/stages.json`` records the same ``inputs`` for ``name``.
+
+    Results are kept as JSON under ``RUN/stages/``, so a rerun with nothing changed skips the stage;
+    changing an input reruns it (and only the stages that depend on that input).
+    """
+    stages_file, value_file = run.path / "stages.json", run.path / "stages" / f"{name}.json"
+    done = json.loads(stages_file.read_text()) if stages_file.exists() else {}
+    if done.get(name) == inputs and value_file.exists() and all(p.exists() for p in outputs):
+        logger.info("%s: inputs unchanged, reusing %s", name, value_file)
+        return json.loads(value_file.read_text())["value"]
+    value = fn(*args)
+    rundir.write_json(value_file, {"value": json.loads(json.dumps(value, default=float))})
+    done = json.loads(stages_file.read_text()) if stages_file.exists() else {}
+    rundir.write_json(stages_file, {**done, name: inputs})
+    return json.loads(value_file.read_text())["value"]  # as a rerun will see it (NaN as null)
 
 
 def _recommend(evaluation: dict[str, Any], general: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -104,7 +139,8 @@ def _recommend(evaluation: dict[str, Any], general: dict[str, Any] | None) -> di
     return rec
 
 
-def _finetune_stage(dataset: Dataset, config: FinetuneConfig, run: rundir.RunDir, fingerprints: dict) -> None:
+def _finetune_stage(dataset: Dataset, config: FinetuneConfig, run: rundir.RunDir, fingerprints: dict,
+                    keep_checkpoints: bool = False) -> None:
     from finetune.train import finetune
 
     stages_file = run.path / "stages.json"
@@ -115,6 +151,10 @@ def _finetune_stage(dataset: Dataset, config: FinetuneConfig, run: rundir.RunDir
         return
     finetune(dataset, config, run.path, base_index=run.base_index)
     rundir.write_json(stages_file, {**done, "finetune": wanted})
+    if not keep_checkpoints and (run.path / "checkpoints").exists():  # the exported model is what the run keeps
+        import shutil
+
+        shutil.rmtree(run.path / "checkpoints")
 
 
 def _evaluate(dataset: Dataset, opts: TuneOptions, run: rundir.RunDir) -> dict[str, Any]:
@@ -146,14 +186,14 @@ def _evaluate(dataset: Dataset, opts: TuneOptions, run: rundir.RunDir) -> dict[s
         if group_qrels:
             evidence[group] = {label: per_query(group_qrels, every[name]) for name, label in names.items()}
     base_bm25 = evaluate(qrels, {"base+bm25": runs["base+bm25"]})["base+bm25"]
-    return {"metrics": metrics, "comparison": comparison, "queries": queries, "split": split, "dev": evidence,
+    return {"metrics": metrics, "comparison": comparison, "split": split, "dev": evidence,
             "dev_how": dev.how, "extra_metrics": {"base+bm25": base_bm25}}
 
 
 def _search_systems(dataset: Dataset, queries: dict[str, str], opts: TuneOptions, run: rundir.RunDir) -> dict[str, Any]:
     """base, tuned, BM25, tuned+BM25 ("hybrid") and base+BM25 runs for ``queries``, each system searched once."""
     from retrieval.bm25 import bm25_run
-    from retrieval.fusion import hybrid
+    from retrieval.fusion import break_ties, hybrid
     from retrieval.models import load_model
     from retrieval.retriever import IndexSpec, build_or_load, search
 
@@ -167,7 +207,9 @@ def _search_systems(dataset: Dataset, queries: dict[str, str], opts: TuneOptions
             "bm25": bm25_run(dataset.corpus, queries, opts.k, progress=False)}
     runs["hybrid"] = hybrid([runs["bm25"], runs["tuned"]], method=opts.fusion)
     runs["base+bm25"] = hybrid([runs["bm25"], runs["base"]], method=opts.fusion, name="base+bm25")
-    return runs
+    # ties broken before anything is scored or written, so ranx, metrics.json and trec_eval agree
+    dense = {"hybrid": runs["tuned"], "base+bm25": runs["base"]}
+    return {name: break_ties(r, by=dense.get(name)) for name, r in runs.items()}
 
 
 def _restrict(run, queries: dict[str, str], name: str):
@@ -236,7 +278,8 @@ def _report(dataset: Dataset, opts: TuneOptions, run: rundir.RunDir, evaluation:
     split_rows = seen_unseen(per_query, dataset.split(evaluation["split"]), train_docs)
     settings["seen_unseen"] = evaluation["seen_unseen"] = split_rows
     rundir.write_info(run, data=opts.data, base_model=opts.config.base, tuned_model="model",
-                      split=evaluation["split"], settings=settings, recommendation=evaluation.get("recommendation"))
+                      split=evaluation["split"], settings=settings, recommendation=evaluation.get("recommendation"),
+                      data_path=str(Path(dataset.source).resolve()) if dataset.source and Path(dataset.source).exists() else None)
     ctx = {"recommendation": evaluation.get("recommendation"), "title": f"{opts.config.base} tuned on {dataset.name}", "seen_unseen": split_rows, "metrics": evaluation["metrics"],
            "comparison": evaluation["comparison"], "per_query": per_query,
            "queries": evaluation["queries"], "n_queries": len(evaluation["queries"]), "figures": figures,

@@ -6,6 +6,8 @@ Snowball (Porter2) stemming, documents as ``title + " " + text``.
 
 from __future__ import annotations
 
+import logging
+
 import bm25s
 import numpy as np
 import Stemmer
@@ -13,6 +15,8 @@ from ranx import Run
 
 from retrieval.encode import doc_texts
 from retrieval.retriever import run_from_hits
+
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its logger to DEBUG on import
 
 
 def bm25_run(

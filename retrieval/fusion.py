@@ -14,3 +14,33 @@ def hybrid(runs: list[Run], method: str = "rrf", name: str = "hybrid", norm: str
     fused = fuse(runs, norm=norm or ("min-max" if method != "rrf" else None), method=method)
     fused.name = name
     return fused
+
+
+def break_ties(run: Run, by: Run | None = None, name: str | None = None) -> Run:
+    """A copy of ``run`` whose scores strictly decrease in the order (score, ``by``'s score, document id).
+
+    Evaluators order equal scores differently (ranx one way, trec_eval by document id in
+    reverse), so a run with ties (RRF gives exact ties) scores differently in each. Each
+    tied score is moved to the next float below its predecessor (``numpy.nextafter``), so
+    the order is the same everywhere and no distinct scores change their order. ``by`` is
+    the dense run a hybrid came from: its score breaks a tie first, the document id last.
+    """
+    import math
+
+    import numpy as np
+
+    data, secondary = run.to_dict(), (by.to_dict() if by is not None else {})
+    out = {}
+    for qid, docs in data.items():
+        second = secondary.get(qid, {})
+        order = sorted(docs, key=lambda d: (-docs[d], -second.get(d, -math.inf), d))
+        scores, previous = {}, None
+        for doc in order:
+            score = float(docs[doc])
+            if previous is not None and score >= previous:
+                score = float(np.nextafter(previous, -np.inf))
+            scores[doc] = previous = score
+        out[qid] = scores
+    fixed = Run.from_dict(out)
+    fixed.name = name or run.name
+    return fixed

@@ -43,7 +43,8 @@ def significance_markdown(comparison: dict[str, Any], max_p: float = 0.05) -> st
         for b in names[i + 1 :]:
             cells = []
             for m in metrics:
-                p = float(comparison[a]["comparisons"][b][m])
+                raw = comparison[a]["comparisons"][b][m]
+                p = float("nan") if raw is None else float(raw)  # identical runs: NaN, stored as null
                 wtl = comparison[a]["win_tie_loss"][b][m]
                 cells.append(f"{p:.4g}{'*' if p < max_p else ''} ({wtl['W']}/{wtl['T']}/{wtl['L']})")
             lines.append(f"| {a} | {b} | " + " | ".join(cells) + " |")

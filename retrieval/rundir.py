@@ -171,6 +171,7 @@ def write_info(
     split: str = "test",
     settings: dict[str, Any] | None = None,
     recommendation: dict[str, Any] | None = None,
+    data_path: str | None = None,
 ) -> dict[str, Any]:
     """Write ``run.json``; ``tuned_model`` is relative to the run directory (None: base only).
 
@@ -187,6 +188,8 @@ def write_info(
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "settings": settings or {},
     }
+    if data_path is not None:  # absolute: found again from any working directory
+        info["data_path"] = data_path
     if recommendation is not None:
         info["recommendation"] = recommendation
     write_json(run.run_json, info)

@@ -15,7 +15,7 @@ from typing import Any
 from index.atomic import write_text
 from retrieval.report import markdown_table, significance_markdown
 
-HEADLINE = ["ndcg@10", "recall@1", "recall@5", "recall@10", "recall@20", "recall@100", "mrr@10"]
+HEADLINE = ["ndcg@10", "recall@1", "recall@5", "recall@10", "recall@20", "recall@100", "mrr@10", "map@100"]
 
 
 def wins_losses(per_query: dict[str, Any], a: str = "tuned", b: str = "base", eps: float = 1e-9) -> dict[str, int]:

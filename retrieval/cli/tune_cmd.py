@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="forgetting guard: also evaluate base and tuned on this second dataset (any --data form)")
     p.add_argument("--fusion", default="rrf", help="ranx fusion method for the hybrid system (default: rrf)")
     p.add_argument("--k", type=int, default=100, help="documents retrieved per query (default: 100)")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep the trainer's checkpoints in OUT/checkpoints after the run (default: deleted once "
+                        "the model is exported; a crashed run keeps them and resumes)")
     p.add_argument("--geometry", action=argparse.BooleanOptionalAction, default=True,
                    help="measure embedding geometry of base vs tuned (anisotropy, alignment/uniformity, class "
                         "similarity, probe, InfoNCE vs K) into OUT/geometry and the report (default: on)")
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("runs") / Path(args.data.rstrip("/")).name.replace("hf:", ""))
     config = from_args(args)
     result = tune(TuneOptions(data=args.data, out=out, config=config, general=args.general, fusion=args.fusion,
-                              k=args.k, strict=args.strict, geometry=_geometry_step(args, config) if args.geometry else None))
+                              k=args.k, strict=args.strict, keep_checkpoints=args.keep_checkpoints, geometry=_geometry_step(args, config) if args.geometry else None))
     echo("")
     rec = result.get("recommendation")
     if rec:

@@ -258,3 +258,22 @@ def test_the_first_page_says_which_system_to_deploy_and_warns(fresh_run, app_tes
     assert any("worse than the base model" in w.value for w in at.warning)
     at = app_test(fresh_run("query-only")).run()
     assert not at.exception and not at.success  # a run without a recommendation shows none
+
+
+def test_the_app_finds_the_data_through_the_absolute_path_from_any_folder(fresh_run, tmp_path, monkeypatch):
+    from app.loaders import LoadedRun, _attach_dataset
+    from retrieval.rundir import RunDir
+
+    run = fresh_run("tuned-index")
+    info = json.loads((run / "run.json").read_text())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the relative spec a user typed no longer resolves from here
+    monkeypatch.delenv("RETRIEVAL_DATA", raising=False)
+    monkeypatch.setenv("RETRIEVAL_CACHE", str(tmp_path / "cache"))
+    lost = LoadedRun(run=RunDir(run), info=info, sides={})
+    _attach_dataset(lost, "toy-moved-away", "test")
+    assert lost.corpus_warning and not lost.corpus
+    found = LoadedRun(run=RunDir(run), info=info, sides={})
+    _attach_dataset(found, "toy-moved-away", "test", data_path=str(Path(info["data"]).resolve()))
+    assert not found.corpus_warning and found.corpus and found.qrels

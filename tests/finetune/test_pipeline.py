@@ -58,7 +58,9 @@ def test_tune_writes_every_artefact_and_a_self_contained_report(tiny_model_path,
     assert html.count("data:image/png;base64,") >= 3 and 'src="report_files/' not in html and 'src="geometry/' not in html
     report = (out / "report.md").read_text()
     assert "## Significance" in report and "## Embedding geometry" in report and "unseen documents" in report
+    assert not (out / "checkpoints").exists()  # deleted once the model was exported
     info = json.loads((out / "run.json").read_text())
+    assert Path(info["data_path"]).is_absolute() and Path(info["data_path"]) == data.resolve()
     rec = info["recommendation"]
     assert rec["system"] in ("base", "tuned", "base+bm25", "tuned+bm25") and rec["evidence"]
     assert set(rec["evidence"]) <= {"unseen", "seen"} and all(e["n"] > 0 for e in rec["evidence"].values())
@@ -88,10 +90,39 @@ def test_rerun_skips_the_finished_fine_tuning(tiny_model_path, tmp_path, monkeyp
     assert again["metrics"] == first["metrics"]
 
 
+def test_a_rerun_with_nothing_changed_skips_every_stage_and_a_changed_flag_reruns_what_depends_on_it(
+        tiny_model_path, tmp_path, monkeypatch):
+    import finetune.pipeline as pipeline
+    from finetune.config import FinetuneConfig
+    from finetune.pipeline import TuneOptions, tune
+
+    data = make_user_folder(tmp_path / "user")
+    config = FinetuneConfig(base=str(tiny_model_path), epochs=1, batch_size=4, precision="fp32")
+    calls = []
+
+    def geometry(run):
+        calls.append("geometry")
+        run.geometry_dir.mkdir(parents=True, exist_ok=True)
+        run.geometry_json.write_text("{}")
+        return "## Embedding geometry\n"
+
+    first = tune(TuneOptions(data=str(data), out=tmp_path / "run", config=config, geometry=geometry))
+    report = (tmp_path / "run" / "report.md").read_text()
+    real_evaluate = pipeline._evaluate
+    monkeypatch.setattr(pipeline, "_evaluate", lambda *a: calls.append("evaluate") or real_evaluate(*a))
+    again = tune(TuneOptions(data=str(data), out=tmp_path / "run", config=config, geometry=geometry))
+    assert calls == ["geometry"]  # only the first run's geometry: nothing ran again
+    assert again["metrics"] == first["metrics"] and again["recommendation"] == first["recommendation"]
+    assert (tmp_path / "run" / "report.md").read_text().split("## Settings")[0] == report.split("## Settings")[0]
+    tune(TuneOptions(data=str(data), out=tmp_path / "run", config=config, geometry=geometry, k=50))
+    assert calls == ["geometry", "evaluate"]  # --k changes the evaluation, not the geometry
+
+
 def test_killed_during_training_the_rerun_resumes_from_the_checkpoint(tiny_model_path, tmp_path):
     data, out = make_user_folder(tmp_path / "user"), tmp_path / "run"
     cmd = [sys.executable, "-m", "retrieval.cli", "tune", "--data", str(data), "--base", str(tiny_model_path),
-           "--out", str(out), "--epochs", "40", "--batch-size", "4", "--precision", "fp32", "--evals-per-epoch", "1"]
+           "--out", str(out), "--epochs", "40", "--batch-size", "4", "--precision", "fp32", "--evals-per-epoch", "1",
+           "--keep-checkpoints"]  # read below; without the flag they go once the model is exported
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
