@@ -53,7 +53,7 @@ RECIPES = {
     "full-wise": dict(mode="full", epochs=1, learning_rate=3e-5, select_on="unseen", interpolate="auto"),
     "full-3ep": dict(mode="full", epochs=3, learning_rate=2e-5, select_on="unseen", interpolate="auto"),
 }
-ALL = ["full-wise", "full", "st-plain", "query", "query-wise", "full-3ep"]
+ALL = ["full-wise", "full", "st-plain", "query", "query-wise", "full-3ep"]  # the order they run in
 
 
 def autocast():
@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=None, help="dataset (any --data form of the CLI)")
     p.add_argument("--work", type=Path, default=Path("/tmp/recipes"))
     p.add_argument("--recipes", nargs="+", default=ALL, choices=ALL)
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"), default=None,
+                   help="paired t-test between two finished recipes of --data (their models and indexes are reused)")
     p.add_argument("--show", type=Path, nargs="+", default=None,
                    help="print the tables of saved recipes.json files (one per dataset) and the default they imply")
     args = p.parse_args(argv)
@@ -196,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     groups = test_groups(dataset)
     base = load_model("all-MiniLM-L6-v2")
+    if args.compare:
+        return compare_recipes(args.compare, dataset, work, base, groups)
     start = time.perf_counter()
     base_index = build_or_load(base, "all-MiniLM-L6-v2", dataset.corpus, work / "base-index", IndexSpec(), source=dataset.source)
     base_run = search(base_index, base, dataset.split_queries("test"), 100, "base", progress=False)
@@ -240,23 +244,46 @@ def print_saved(paths: list[Path]) -> None:
         print(f"\ndefault by the rule: {max(allowed, key=lambda r: allowed[r][0])}")
 
 
+def model_folder(name: str, work: Path) -> Path:
+    return best_checkpoint(work / "full-wise" / "checkpoints") if name == "full" else work / name / "model"
+
+
+def compare_recipes(names: list[str], dataset, work: Path, base, groups) -> int:
+    """Paired t-test (ranx) between two finished recipes on all / seen / unseen test queries."""
+    from retrieval.evaluate import compare
+    from retrieval.models import load_model
+    from retrieval.retriever import load_index
+
+    base_index = load_index(work / "base-index")
+    runs = [test_run(load_model(str(model_folder(n, work))), model_folder(n, work), dataset, base_index, base,
+                     work / n / "indexes" / "tuned") for n in names]
+    for group, qrels in groups.items():
+        if qrels:
+            report = compare(qrels, {names[0]: runs[0], names[1]: runs[1]}, ["ndcg@10", "recall@100"]).to_dict()
+            a = report[names[0]]
+            print(f"{group} ({len(qrels)}): {names[0]} {a['scores']['ndcg@10']:.4f} vs {names[1]} "
+                  f"{report[names[1]]['scores']['ndcg@10']:.4f} nDCG@10, p={a['comparisons'][names[1]]['ndcg@10']:.3f}; "
+                  f"R@100 p={a['comparisons'][names[1]]['recall@100']:.3f}")
+    return 0
+
+
 def run_recipe(name: str, dataset, work: Path, base_index, base, groups, base_run) -> dict:
+    """Train (or reuse) one recipe and score its test run against the base run."""
     from retrieval.models import load_model
 
-    if True:
-        if name == "st-plain":
-            model_dir, info = run_st_plain(dataset, work, base_index)
-        elif name == "full":
-            if not (work / "full-wise" / "model").exists():
-                run_ours("full-wise", dataset, work, work / "base-index")
-            model_dir, info = best_checkpoint(work / "full-wise" / "checkpoints"), {"seconds": None, "note": "full-wise before WiSE-FT"}
-        else:
-            model_dir, info = run_ours(name, dataset, work, work / "base-index")
-        model = load_model(str(model_dir))
-        t = time.perf_counter()
-        run = test_run(model, model_dir, dataset, base_index, base, work / name / "indexes" / "tuned")
-        info["test_seconds"] = time.perf_counter() - t
-        return {**score(groups, base_run, run), **info}
+    if name == "st-plain":
+        model_dir, info = run_st_plain(dataset, work, base_index)
+    elif name == "full":  # full-wise's selected checkpoint, before WiSE-FT: one training serves both rows
+        if not (work / "full-wise" / "model").exists():
+            run_ours("full-wise", dataset, work, work / "base-index")
+        model_dir, info = model_folder("full", work), {"seconds": None, "note": "full-wise before WiSE-FT"}
+    else:
+        model_dir, info = run_ours(name, dataset, work, work / "base-index")
+    model = load_model(str(model_dir))
+    t = time.perf_counter()
+    run = test_run(model, model_dir, dataset, base_index, base, work / name / "indexes" / "tuned")
+    info["test_seconds"] = time.perf_counter() - t
+    return {**score(groups, base_run, run), **info}
 
 
 if __name__ == "__main__":

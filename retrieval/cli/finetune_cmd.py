@@ -8,13 +8,16 @@ from retrieval.cli.common import add_config_arg, add_data_args, echo
 
 DESCRIPTION = """Fine-tune a sentence-transformers bi-encoder on the training qrels of a dataset.
 
-Default recipe (--mode query): the base model indexes the corpus once (reused if the index
-exists); the query encoder is then trained with InfoNCE against every document of that
-index, the base document embeddings frozen; other known positives and likely false
-negatives (base score > --margin x positive score) are masked; the best epoch on the dev
-split is kept. The result is an asymmetric model (a sentence-transformers Router) whose
-document side is the base model, so the existing index serves it: nothing is re-encoded.
---mode full trains one shared encoder on in-batch plus mined hard negatives instead.
+Default recipe (--mode full, 1 epoch, lr 3e-5, the one measured best on documents never seen
+in training; README "Recipes, measured"): the base model indexes the corpus once (reused if
+the index exists) and mines one hard negative per query from ranks 10-100 (likely false
+negatives, base score > --margin x positive score, dropped); one shared encoder is trained
+with InfoNCE over in-batch candidates plus the mined negatives, known positives masked.
+Dev queries are held out by document; the checkpoint, then the WiSE-FT weight mixing base
+and tuned weights (--interpolate), are chosen on dev queries whose relevant documents were
+never training positives (--select-on unseen).
+--mode query trains the query encoder alone against the frozen base index instead (an
+asymmetric Router model; nothing re-encoded).
 
 Writes OUT/model (load it with SentenceTransformer(path); model card inside),
 OUT/negatives/ (mined negatives, suspects.jsonl for review), OUT/checkpoints/ (rerunning

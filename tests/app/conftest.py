@@ -67,7 +67,7 @@ def build_run(root: Path, base_model: Path, variant: str = "tuned-index") -> Pat
         if variant == "tuned-index":
             tuned = SentenceTransformer(str(nudged_copy(base_model, run.model_dir)), device="cpu")
             tuned_index = build_or_load(tuned, "model", dataset.corpus, run.tuned_index, progress=False, source=str(data))
-        else:  # query-side tuning, as `retrieval tune` does by default: a Router whose document route is the base
+        else:  # query-side tuning, as `retrieval tune --mode query` does: a Router whose document route is the base
             from sentence_transformers.base.modules import Router
 
             query = SentenceTransformer(str(nudged_copy(base_model, root / "query-side")), device="cpu")

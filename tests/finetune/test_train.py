@@ -15,7 +15,7 @@ from retrieval.models import load_model, model_fingerprint
 
 def _config(tiny_model_path, **kw) -> FinetuneConfig:
     base = dict(base=str(tiny_model_path), epochs=2, batch_size=4, dev_fraction=0.25, learning_rate=1e-3,
-                precision="fp32", batch_size_encode=16, interpolate="none")
+                precision="fp32", batch_size_encode=16, interpolate="none", mode="query")
     base.update(kw)
     return FinetuneConfig(**base)
 
