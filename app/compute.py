@@ -135,6 +135,33 @@ def _rank_change(before: int | None, after: int | None, has_tuned: bool) -> str:
     return f"{show(before)} → {show(after)}" if has_tuned else show(before)
 
 
+# One hue per system, distinct for colour-blind readers (Okabe-Ito): base grey, tuned blue, BM25 orange,
+# hybrids green and purple; any other system takes the next unused colour.
+SYSTEM_COLORS = {"base": "#7f7f7f", "tuned": "#0072b2", "bm25": "#e69f00", "hybrid": "#009e73",
+                 "base+bm25": "#cc79a7", "tuned+bm25": "#009e73"}
+SPARE_COLORS = ["#d55e00", "#56b4e9", "#f0e442", "#000000"]
+
+
+def system_colors(systems: list[str]) -> list[str]:
+    """A colour per system in ``systems`` order, never the same colour twice."""
+    used, out = set(), []
+    spare = iter(c for c in SPARE_COLORS)
+    for name in systems:
+        color = SYSTEM_COLORS.get(name)
+        if color is None or color in used:
+            color = next((c for c in spare if c not in used), "#333333")
+        used.add(color)
+        out.append(color)
+    return out
+
+
+def format_p(p: float | None) -> str:
+    """A p-value as people read them: ``0.031``, ``<0.0001`` for tiny ones, a dash where there is none."""
+    if p is None or p != p:
+        return "–"
+    return "<0.0001" if p < 1e-4 else f"{p:.4f}" if p < 0.01 else f"{p:.3f}"
+
+
 def curve_rows(curves: dict) -> list[dict]:
     """``curves.json`` as rows ``{"k": k, system: recall@k, ...}`` for a line chart."""
     return [{"k": k, **{s: values[i] for s, values in curves["recall"].items()}} for i, k in enumerate(curves["k"])]

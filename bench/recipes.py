@@ -100,14 +100,14 @@ def test_run(model, model_dir: Path, dataset, base_index, base_model, index_dir:
     return search(stored, model, dataset.split_queries("test"), 100, "x", progress=False)
 
 
-def run_ours(name: str, dataset, work: Path, base_index_dir: Path) -> tuple[Path, dict]:
+def run_ours(name: str, dataset, work: Path, base_index_dir: Path, seed: int = 42) -> tuple[Path, dict]:
     from finetune.config import FinetuneConfig
     from finetune.train import finetune
 
-    config = FinetuneConfig(test_split="", **RECIPES[name])
+    config = FinetuneConfig(test_split="", seed=seed, **RECIPES[name])
     start = time.perf_counter()
-    result = finetune(dataset, config, work / name, base_index=base_index_dir)
-    return work / name / "model", {"seconds": time.perf_counter() - start, "interpolation": result.interpolation,
+    result = finetune(dataset, config, work / row_name(name, seed), base_index=base_index_dir)
+    return work / row_name(name, seed) / "model", {"seconds": time.perf_counter() - start, "interpolation": result.interpolation,
                                    "best_dev": result.best_dev, "dev": result.dev_split, "pairs_per_second": result.pairs_per_second}
 
 
@@ -118,7 +118,12 @@ def best_checkpoint(folder: Path) -> Path:
     return Path(best) if best else states[-1].parent
 
 
-def run_st_plain(dataset, work: Path, base_index) -> tuple[Path, dict]:
+def row_name(name: str, seed: int) -> str:
+    """A recipe's row (and folder) name: ``full-wise``, or ``full-wise-s7`` under another --seed."""
+    return name if seed == 42 else f"{name}-s{seed}"
+
+
+def run_st_plain(dataset, work: Path, base_index, seed: int = 42) -> tuple[Path, dict]:
     """The plain library recipe on the same training queries and the same mined negative."""
     from datasets import Dataset as HFDataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -132,7 +137,7 @@ def run_st_plain(dataset, work: Path, base_index) -> tuple[Path, dict]:
     from retrieval.encode import doc_text, encode
     from retrieval.models import load_model
 
-    config = FinetuneConfig()
+    config = FinetuneConfig(seed=seed)
     start = time.perf_counter()
     model = load_model(config.base)
     queries = train_queries(dataset, dev_split(dataset, fraction=config.dev_fraction, seed=config.seed).train)
@@ -149,13 +154,13 @@ def run_st_plain(dataset, work: Path, base_index) -> tuple[Path, dict]:
             rows["negative"].append(doc_text(dataset.corpus[negatives[0][0]]))
     model.max_seq_length = 256
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(work / "st-plain" / "checkpoints"), num_train_epochs=1, per_device_train_batch_size=32,
+        output_dir=str(work / row_name("st-plain", seed) / "checkpoints"), num_train_epochs=1, per_device_train_batch_size=32,
         learning_rate=3e-5, warmup_steps=0.1, batch_sampler="no_duplicates", save_strategy="no", report_to=[],
         seed=config.seed, use_cpu=True, **precision_flags("auto"))
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=HFDataset.from_dict(rows),
                                          loss=MultipleNegativesRankingLoss(model))
     trainer.train()
-    out = work / "st-plain" / "model"
+    out = work / row_name("st-plain", seed) / "model"
     model.save(str(out))
     return out, {"seconds": time.perf_counter() - start, "pairs": len(rows["anchor"])}
 
@@ -184,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=None, help="dataset (any --data form of the CLI)")
     p.add_argument("--work", type=Path, default=Path("/tmp/recipes"))
     p.add_argument("--recipes", nargs="+", default=ALL, choices=ALL)
+    p.add_argument("--seed", type=int, default=42,
+                   help="seed of the dev split, sampling and training; rows of another seed are named RECIPE-sSEED "
+                        "(run twice to see how much a recipe moves with the seed alone)")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), default=None,
                    help="paired t-test between two finished recipes of --data (their models and indexes are reused)")
     p.add_argument("--show", type=Path, nargs="+", default=None,
@@ -208,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = json.loads(out_file.read_text()) if out_file.exists() else {}
     for name in args.recipes:
         try:
-            results[name] = run_recipe(name, dataset, work, base_index, base, groups, base_run)
+            results[row_name(name, args.seed)] = run_recipe(name, dataset, work, base_index, base, groups, base_run, args.seed)
         except Exception:  # one recipe's crash must not cost the others' numbers
             import traceback
 
@@ -216,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         previous.update(results)
         out_file.write_text(json.dumps(previous, indent=1, default=str))
-        print(f"\n{name}: {json.dumps(results[name], default=str)}", flush=True)
+        print(f"\n{row_name(name, args.seed)}: {json.dumps(results[row_name(name, args.seed)], default=str)}", flush=True)
     print(f"\n## {dataset.name}\n")
     print(table({k: v for k, v in previous.items()}))
     return 0
@@ -245,7 +253,10 @@ def print_saved(paths: list[Path]) -> None:
 
 
 def model_folder(name: str, work: Path) -> Path:
-    return best_checkpoint(work / "full-wise" / "checkpoints") if name == "full" else work / name / "model"
+    """A finished row's model: ``full`` and ``full-sN`` are the selected checkpoint of the matching full-wise run."""
+    if name == "full" or name.startswith("full-s"):
+        return best_checkpoint(work / name.replace("full", "full-wise", 1) / "checkpoints")
+    return work / name / "model"
 
 
 def compare_recipes(names: list[str], dataset, work: Path, base, groups) -> int:
@@ -267,21 +278,22 @@ def compare_recipes(names: list[str], dataset, work: Path, base, groups) -> int:
     return 0
 
 
-def run_recipe(name: str, dataset, work: Path, base_index, base, groups, base_run) -> dict:
+def run_recipe(name: str, dataset, work: Path, base_index, base, groups, base_run, seed: int = 42) -> dict:
     """Train (or reuse) one recipe and score its test run against the base run."""
     from retrieval.models import load_model
 
+    row = row_name(name, seed)
     if name == "st-plain":
-        model_dir, info = run_st_plain(dataset, work, base_index)
+        model_dir, info = run_st_plain(dataset, work, base_index, seed)
     elif name == "full":  # full-wise's selected checkpoint, before WiSE-FT: one training serves both rows
-        if not (work / "full-wise" / "model").exists():
-            run_ours("full-wise", dataset, work, work / "base-index")
-        model_dir, info = model_folder("full", work), {"seconds": None, "note": "full-wise before WiSE-FT"}
+        if not (work / row_name("full-wise", seed) / "model").exists():
+            run_ours("full-wise", dataset, work, work / "base-index", seed)
+        model_dir, info = model_folder(row, work), {"seconds": None, "note": "full-wise before WiSE-FT"}
     else:
-        model_dir, info = run_ours(name, dataset, work, work / "base-index")
+        model_dir, info = run_ours(name, dataset, work, work / "base-index", seed)
     model = load_model(str(model_dir))
     t = time.perf_counter()
-    run = test_run(model, model_dir, dataset, base_index, base, work / name / "indexes" / "tuned")
+    run = test_run(model, model_dir, dataset, base_index, base, work / row / "indexes" / "tuned")
     info["test_seconds"] = time.perf_counter() - t
     return {**score(groups, base_run, run), **info}
 

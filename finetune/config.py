@@ -13,6 +13,9 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
 
 
+LOSSES = ("infonce", "nce", "siglip", "triplet")
+
+
 @dataclass
 class FinetuneConfig:
     base: str = _f("all-MiniLM-L6-v2", "base sentence-transformers model (name or folder)")
@@ -38,7 +41,15 @@ class FinetuneConfig:
     learning_rate: float = _f(3e-5, "peak learning rate (AdamW), reached after warmup, then linear decay")
     warmup_ratio: float = _f(0.1, "share of steps spent warming the learning rate up")
     weight_decay: float = _f(0.01, "AdamW weight decay")
-    temperature: float = _f(0.05, "InfoNCE temperature tau (logits are cosine / tau)")
+    loss: str = _f(
+        "infonce", "training objective of mode full: 'infonce' softmax over in-batch + mined negatives; 'nce' one "
+        "binary (sigmoid) decision per candidate on cosine / tau; 'siglip' pairwise sigmoid on t*cosine + b with t, b "
+        "learnt (Zhai et al. 2023); 'triplet' hinge on cosine distance against each query's mined negatives "
+        "(--triplet-margin)", choices=LOSSES,
+    )
+    temperature: float = _f(0.05, "InfoNCE (and NCE) temperature tau (logits are cosine / tau)")
+    triplet_margin: float = _f(0.1, "margin of --loss triplet, in cosine distance 1 - cos (FaceNet's 0.2 on the "
+                                     "squared distance of unit vectors)")
     learnable_temperature: bool = _f(False, "learn tau (mode full)")
     symmetric: bool = _f(False, "add the document->query InfoNCE term (mode full)")
     num_negatives: int = _f(1, "mined hard negatives per query (mode full)")
@@ -71,6 +82,19 @@ class FinetuneConfig:
 
         if self.mode not in ("query", "full"):
             raise UsageError(f"--mode must be 'query' or 'full', not {self.mode!r}")
+        if self.loss not in LOSSES:
+            raise UsageError(f"--loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
+        if self.loss != "infonce":
+            if self.mode != "full":
+                raise UsageError(f"--loss {self.loss} needs --mode full (mode query trains InfoNCE only)")
+            for flag, on in (("--gradient-cache", self.gradient_cache), ("--symmetric", self.symmetric),
+                             ("--learnable-temperature", self.learnable_temperature)):
+                if on:
+                    raise UsageError(f"{flag} is an InfoNCE option; it does not combine with --loss {self.loss}")
+        if self.loss == "triplet" and self.num_negatives < 1:
+            raise UsageError("--loss triplet needs --num-negatives >= 1 (its triplets are the mined negatives)")
+        if not 0 <= self.triplet_margin <= 2:
+            raise UsageError(f"--triplet-margin must be in [0, 2] (a cosine distance), got {self.triplet_margin}")
         if not 0 < self.temperature <= 10:
             raise UsageError(f"--temperature must be in (0, 10], got {self.temperature}")
         if self.rank_start < 1 or self.rank_end <= self.rank_start:

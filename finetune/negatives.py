@@ -127,7 +127,7 @@ def positive_scores(stored: StoredIndex, normalized_queries: np.ndarray, positiv
     if absent := sorted({doc for docs in positives for doc in docs if doc not in position}):
         raise ValueError(f"{len(absent)} positive documents are not in the index at {stored.path}, e.g. {absent[:5]}: "
                          "the index was built from another corpus")
-    vectors = stored.embeddings()
+    vectors = stored.vectors()
     out = []
     for query, docs in zip(normalized_queries, positives):
         rows = [position[doc] for doc in docs]

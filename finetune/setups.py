@@ -7,8 +7,9 @@
   sentence-transformers ``Router`` whose document route *is* the base model, so the
   base index serves the tuned model and nothing is re-encoded.
 * ``full``: one encoder learns from in-batch and mined hard negatives
-  (:class:`~finetune.losses.info_nce.InfoNCE`, or its GradCache twin); the corpus is
-  re-encoded for the test evaluation.
+  (:class:`~finetune.losses.info_nce.InfoNCE`, or its GradCache twin; ``--loss`` picks NCE,
+  SigLIP or a triplet loss instead, see :mod:`finetune.losses`); the corpus is re-encoded for
+  the test evaluation.
 """
 
 from __future__ import annotations
@@ -131,6 +132,18 @@ class FullSetup(_Setup):
         self.evaluator = self._evaluator(pool, doc_texts=[doc_text(corpus[d]) for d in pool])
 
     def _loss(self, config: FinetuneConfig):
+        if config.loss == "nce":
+            from finetune.losses.nce import NCE
+
+            return NCE(self.model, temperature=config.temperature, positives=self.positives)
+        if config.loss == "siglip":
+            from finetune.losses.siglip import SigLIP
+
+            return SigLIP(self.model, positives=self.positives)
+        if config.loss == "triplet":
+            from finetune.losses.triplet import Triplet
+
+            return Triplet(self.model, margin=config.triplet_margin, positives=self.positives)
         kwargs = dict(temperature=config.temperature, learnable_temperature=config.learnable_temperature,
                       symmetric=config.symmetric, positives=self.positives)
         if config.gradient_cache:

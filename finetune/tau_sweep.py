@@ -37,8 +37,8 @@ def _doc_vectors(model, dataset: Dataset, folders: list[Path]) -> np.ndarray | N
                 stored = load_index(folder, expect=expect)
             except IndexMismatchError:
                 continue
-            if stored.embeddings() is not None:
-                return np.asarray(stored.embeddings())
+            if stored.vectors() is not None:
+                return np.asarray(stored.vectors())
     return None
 
 

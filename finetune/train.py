@@ -110,7 +110,7 @@ def finetune(dataset: Dataset, config: FinetuneConfig, out: str | Path, base_ind
     spec = IndexSpec(batch_size=config.batch_size_encode)
     stored = stages.run("base index", build_or_load, base, config.base, dataset.corpus,
                         Path(base_index) if base_index else out / "indexes" / "base", spec, source=dataset.source)
-    documents = stored.embeddings()
+    documents = stored.vectors()
     if documents is None:
         raise UsageError(f"{stored.path}: the base index was saved without embeddings.npy; rebuild it with embeddings")
     split = dev_split(dataset, config.train_split, config.dev_split, config.dev_fraction, config.seed)
@@ -213,8 +213,9 @@ def _trainer(setup, config: FinetuneConfig, out: Path):
         batch_sampler=setup.batch_sampler,
         dataloader_drop_last=world > 1,
         disable_tqdm=False,
-        # a learnable temperature moves far too slowly at an encoder's learning rate
-        learning_rate_mapping={r"log_temperature": 1e-3} if config.learnable_temperature else None,
+        # a learnable temperature (or SigLIP's scale and bias) moves far too slowly at an encoder's learning rate
+        learning_rate_mapping=({r"log_temperature": 1e-3} if config.learnable_temperature else
+                               {r"logit_scale|logit_bias": 1e-3} if config.loss == "siglip" else None),
         **precision_flags(config.precision),
     )
     trainer_cls = type("Trainer", (StatsTrainer, SentenceTransformerTrainer), {})

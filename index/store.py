@@ -3,7 +3,8 @@
 Layout of a saved index::
 
     DIR/index.faiss      the FAISS index (faiss.write_index)
-    DIR/embeddings.npy   the vectors as indexed (optional; lets later stages reuse them)
+    DIR/embeddings.npy   the vectors as indexed (optional; lets later stages reuse them; an exact
+                         flat index holds them already, see StoredIndex.vectors)
     DIR/meta.json        IndexMeta, with sha256 checksums of the two files above
 """
 
@@ -87,6 +88,45 @@ class StoredIndex:
                 f"{rebuild_advice(self.path, self.meta)}"
             )
         return vectors
+
+    def vectors(self) -> np.ndarray | None:
+        """The indexed vectors: ``embeddings.npy`` when saved, else an exact flat index's own storage.
+
+        ``IndexFlat`` keeps every vector as float32, so for it ``embeddings.npy`` would be a
+        second copy of ``index.faiss``; this returns a read-only view of the index's buffer
+        (no copy). ``None`` for a compressed or graph index saved without embeddings.
+        """
+        saved = self.embeddings()
+        if saved is not None:
+            return saved
+        flat = flat_vectors(self.index)
+        if flat is not None:
+            flat.flags.writeable = False
+        return flat
+
+
+def flat_vectors(index: faiss.Index) -> np.ndarray | None:
+    """A zero-copy ``(ntotal, d)`` view of an exact ``IndexFlat``'s vectors, ``None`` for other index types.
+
+    The view's memory belongs to the index: the ctypes buffer under it holds a reference to
+    ``index`` (the Python object that owns the C++ one), so the index outlives every slice.
+    """
+    import ctypes
+
+    try:
+        flat = faiss.downcast_index(index)
+    except RuntimeError:
+        return None
+    if not isinstance(flat, faiss.IndexFlat) or flat.ntotal == 0:
+        return None
+    buffer = (ctypes.c_float * (flat.ntotal * flat.d)).from_address(int(flat.get_xb()))
+    buffer.owner = index
+    return np.frombuffer(buffer, dtype=np.float32).reshape(flat.ntotal, flat.d)
+
+
+def stores_vectors(index: faiss.Index) -> bool:
+    """Whether the index itself holds its vectors exactly (so ``embeddings.npy`` would duplicate it)."""
+    return flat_vectors(index) is not None
 
 
 def save_index(

@@ -16,6 +16,7 @@ from ranx import Run
 
 from index import IndexMeta, IndexMismatchError, StoredIndex, build_index, load_index, save_index
 from index.build import normalize
+from index.store import stores_vectors
 from retrieval.encode import DEFAULT_BATCH_SIZE, corpus_fingerprint, doc_texts, encode
 from retrieval.models import embedding_dim, model_fingerprint
 
@@ -83,7 +84,8 @@ def build_or_load(
     vectors = normalize(encode(model, doc_texts(corpus, ids), spec.document_prompt, spec.batch_size, progress, role="document"))
     index = build_index(vectors, spec.factory, normalized=False)
     meta = IndexMeta(model=model_name, doc_ids=ids, corpus_source=source, **expect)
-    return save_index(path, index, meta, vectors if spec.save_embeddings else None)
+    keep = spec.save_embeddings and not stores_vectors(index)  # a flat index holds them already: no second copy
+    return save_index(path, index, meta, vectors if keep else None)
 
 
 def check_model(stored: StoredIndex, model: SentenceTransformer) -> None:

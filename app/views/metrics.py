@@ -22,14 +22,18 @@ def main() -> None:
     st.subheader("Recall@k")
     if found["curves"]:
         frame = pd.DataFrame(compute.curve_rows(found["curves"]))
-        st.line_chart(frame, x="k", y=[c for c in frame.columns if c != "k"], x_label="k (documents retrieved)", y_label="mean recall@k")
+        systems = [c for c in frame.columns if c != "k"]
+        st.line_chart(frame, x="k", y=systems, color=compute.system_colors(systems),
+                      x_label="k (documents retrieved)", y_label="mean recall@k")
     else:
         ui.missing("curves.json", command)
     st.subheader("Metrics")
     if found["metrics"]:
-        frame = pd.DataFrame(compute.metrics_rows(found["metrics"], found["comparison"])).set_index("metric")
-        frame = frame.apply(pd.to_numeric)  # None (no p-value) becomes NaN, shown as a dash
-        st.dataframe(frame, placeholder="–", column_config={c: st.column_config.NumberColumn(format="%.4f") for c in frame.columns})
+        rows = compute.metrics_rows(found["metrics"], found["comparison"])
+        frame = pd.DataFrame([{**r, "p": compute.format_p(r["p"])} if "p" in r else r for r in rows]).set_index("metric")
+        numbers = [c for c in frame.columns if c != "p"]
+        frame[numbers] = frame[numbers].apply(pd.to_numeric)
+        st.dataframe(frame, placeholder="–", column_config={c: st.column_config.NumberColumn(format="%.4f") for c in numbers})
         if "p" in frame:
             test = (found["comparison"] or {}).get("stat_test", "paired")
             st.caption(f"p: {test} test of tuned against base over the test queries (ranx compare); "

@@ -5,16 +5,21 @@ its gradient-cached twin and the frozen-corpus loss all share one tested definit
 objective and of the false-negative mask. Known positives are looked up in a sorted tensor of
 ``query_idx * stride + doc_idx`` keys (:class:`PositivePairs`), so masking a batch costs one
 ``searchsorted`` instead of a Python loop over queries x candidates.
+
+The other losses of the family (NCE, SigLIP, triplet) share the batch layout through
+:func:`candidate_mask` and the label handling and statistics through :class:`BatchLossMixin`.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+logger = logging.getLogger(__name__)
 
 class PositivePairs:
     """The known relevant ``(query_idx, doc_idx)`` pairs of a training set, for vectorised lookup.
@@ -136,3 +141,63 @@ def info_nce_from_scores(
         }
     return loss, stats
 
+
+
+def candidate_mask(ids: Tensor | None, positives: Mapping[int, Iterable[int]] | PositivePairs | None) -> Tensor | None:
+    """The known-positive mask of a single-process batch, or None without ids.
+
+    Layout shared by NCE, SigLIP and triplet: row ``i`` of ``ids`` is ``[query_idx, pos_doc_idx,
+    neg_doc_idx...]``, the candidates are the document columns concatenated column-major (all
+    positives, then all ``negative_1``, ...), so the target of row ``i`` is candidate ``i``.
+    """
+    if ids is None:
+        return None
+    targets = torch.arange(ids.size(0), device=ids.device)
+    return known_positive_mask(ids[:, 0], ids[:, 1:].T.reshape(-1), positives, targets)
+
+
+class BatchLossMixin:
+    """Label handling and statistics of a loss with :class:`~finetune.losses.info_nce.InfoNCE`'s contract.
+
+    Needs ``mask_known_positives`` and ``positives`` attributes. ``last_stats`` holds the last
+    step's statistics as floats (read by :class:`finetune.logging.StatsTrainer`).
+    """
+
+    mask_known_positives: bool
+    positives: PositivePairs | None
+    last_stats: dict[str, float] = {}
+    _stats_sum: dict[str, float] = {}
+    _stats_steps: int = 0
+    _warned_no_ids: bool = False
+
+    def _batch_ids(self, labels: Tensor | None, n_columns: int, batch_size: int, device: torch.device) -> Tensor | None:
+        """The ``[B, 1 + n_docs]`` id matrix when masking is on and the labels carry ids, else None."""
+        name = type(self).__name__
+        if not self.mask_known_positives:
+            return None
+        if labels is None or labels.dim() != 2:
+            if self.positives is not None and not self._warned_no_ids:
+                logger.warning("%s got positives but no [query_idx, doc_idx...] labels: nothing is masked", name)
+                self._warned_no_ids = True
+            return None
+        if labels.shape != (batch_size, n_columns):
+            raise ValueError(
+                f"{name} labels must be [batch, 1 + number of text columns] = [{batch_size}, {n_columns}] "
+                f"(query_idx, positive_doc_idx, negative_doc_idx...), got {list(labels.shape)}"
+            )
+        return labels.to(device=device, dtype=torch.long)
+
+    def record_stats(self, loss: Tensor, stats: Mapping[str, Tensor]) -> None:
+        """Keep this step's statistics as floats (``last_stats``) and in the running means of :meth:`consume_stats`."""
+        self.last_stats = {"loss": float(loss.detach())} | {key: float(value) for key, value in stats.items()}
+        sums = dict(self._stats_sum)  # a new dict: the class-level default is never mutated
+        for key, value in self.last_stats.items():
+            sums[key] = sums.get(key, 0.0) + value
+        self._stats_sum = sums
+        self._stats_steps += 1
+
+    def consume_stats(self) -> dict[str, float]:
+        """Means of the statistics since the previous call, then reset."""
+        means = {key: value / self._stats_steps for key, value in self._stats_sum.items()} if self._stats_steps else {}
+        self._stats_sum, self._stats_steps = {}, 0
+        return means

@@ -132,9 +132,9 @@ def doc_vectors(model, name: str, dataset, ids: list[str], args: argparse.Namesp
         stored = build_or_load(model, name, dataset.corpus, root / slug(name), spec, rebuild=args.index_dir is None,
                                source=dataset.source)
         echo(f"  indexed the corpus at {stored.path}")
-    if stored is not None and stored.embeddings() is not None:
+    if stored is not None and stored.vectors() is not None:
         row = {d: i for i, d in enumerate(stored.meta.doc_ids)}
-        return np.asarray(stored.embeddings()[[row[d] for d in ids]], dtype=np.float32)
+        return np.asarray(stored.vectors()[[row[d] for d in ids]], dtype=np.float32)
     return normalize(encode(model, doc_texts(dataset.corpus, ids), spec.document_prompt, spec.batch_size, role="document"))
 
 

@@ -155,6 +155,7 @@ def _build_single(out: Path, model, dataset, spec, args: argparse.Namespace):
 
 def _build_sharded(out: Path, model, dataset, spec, args: argparse.Namespace):
     from index import IndexMeta, save_index
+    from index.store import stores_vectors
     from retrieval.encode import doc_texts
     from retrieval.models import model_fingerprint
     from retrieval.retriever import expectation
@@ -169,7 +170,8 @@ def _build_sharded(out: Path, model, dataset, spec, args: argparse.Namespace):
     index = build_from_shards(paths, spec.factory, shard_dir / "blocks")
     meta = IndexMeta(model=args.model, doc_ids=ids, corpus_source=dataset.source, backend=args.backend,
                      **expectation(model, dataset.corpus, spec))
-    return save_index(out, index, meta, load_shards(paths) if spec.save_embeddings else None)
+    keep = spec.save_embeddings and not stores_vectors(index)  # a flat index holds its vectors already
+    return save_index(out, index, meta, load_shards(paths) if keep else None)
 
 
 def _tune(stored, model, dataset, args: argparse.Namespace):

@@ -153,6 +153,7 @@ def test_metrics_view_shows_curves_table_and_per_query_rows(run_dir, app_test):
     assert {"Recall@k", "Metrics", "Per query"} <= {s.value for s in at.subheader}
     table = at.dataframe[0].value
     assert "ndcg@10" in table.index and {"base", "tuned", "tuned − base", "p"} <= set(table.columns)
+    assert all(p == "–" or p == "<0.0001" or float(p) >= 0.0001 for p in table["p"])  # never "0.0000"
     assert table.loc["ndcg@10", "tuned − base"] == pytest.approx(table.loc["ndcg@10", "tuned"] - table.loc["ndcg@10", "base"])
     per_query = at.dataframe[1].value
     assert len(per_query) == 8 and {"delta", "first relevant"} <= set(per_query.columns)
@@ -202,6 +203,13 @@ def test_metrics_rows_pair_each_metric_with_the_tuned_minus_base_delta_and_p_val
     assert rows["ndcg@10"]["tuned − base"] == pytest.approx(0.1) and rows["ndcg@10"]["p"] == 0.01
     assert rows["recall@100"]["p"] is None and rows["recall@100"]["bm25"] == 0.8
     assert "p" not in compute.metrics_rows({"base": metrics["base"]}, None)[0]  # base-only run
+
+
+def test_p_values_read_as_people_read_them_and_every_system_has_its_own_colour():
+    assert [compute.format_p(p) for p in (0.0312, 0.004, 2e-7, None, float("nan"))] == ["0.031", "0.0040", "<0.0001", "–", "–"]
+    colors = compute.system_colors(["base", "tuned", "bm25", "hybrid", "other", "another"])
+    assert len(set(colors)) == len(colors)
+    assert compute.system_colors(["tuned+bm25", "hybrid"])[0] != compute.system_colors(["tuned+bm25", "hybrid"])[1]
 
 
 def test_per_query_rows_show_delta_and_first_relevant_rank_before_and_after():

@@ -1,5 +1,10 @@
 """One real-browser check: `retrieval app` serves the page, Chromium types a query, both columns render.
 
+The app is started as a user starts it on a run made elsewhere: from another working
+directory, without ``RETRIEVAL_DATA``, for a run whose ``data`` spec was relative to the
+folder it was made in; it must find the corpus through ``run.json``'s absolute
+``data_path`` and show titles, snippets and relevance marks, not bare document ids.
+
 Needs Debian's ``chromium`` (``.ci/extras`` installs it in CI) and the ``playwright``
 Python package driving it; never ``playwright install``. The screenshot is kept under
 ``$TEST_ARTIFACTS`` (else the test's tmp dir) and its path printed.
@@ -45,10 +50,19 @@ def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 90) -> Non
 
 
 @pytest.fixture
-def served(run_dir: Path):
+def served(fresh_run, tmp_path: Path):
+    import json
+
+    run = fresh_run("tuned-index")
+    info = json.loads((run / "run.json").read_text())
+    info["data_path"], info["data"] = info["data"], "data"  # "data" resolved only from the folder it was made in
+    (run / "run.json").write_text(json.dumps(info))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "RETRIEVAL_DATA"} | {"RETRIEVAL_CACHE": str(tmp_path / "cache")}
     port = free_port()
     cli = "import sys; from retrieval.cli import main; sys.exit(main())"
-    server = subprocess.Popen([sys.executable, "-c", cli, "app", str(run_dir), "--port", str(port)],
+    server = subprocess.Popen([sys.executable, "-c", cli, "app", str(run), "--port", str(port)], cwd=elsewhere, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -83,6 +97,9 @@ def test_a_query_typed_in_chromium_renders_base_and_tuned_results(served: str, t
                 page.locator(f".st-key-hit-{side}-10").wait_for(timeout=30_000)
             page.wait_for_timeout(500)  # let the last cards paint before the screenshot
             assert page.get_by_text("relevant", exact=False).count() >= 2
+            assert page.get_by_text("cat 0", exact=False).count() >= 2  # the title, in both columns
+            assert page.get_by_text("cats purr and sleep", exact=False).count() >= 2  # and the snippet
+            assert page.get_by_text("titles unavailable", exact=False).count() == 0
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()

@@ -56,6 +56,7 @@ def test_tune_writes_every_artefact_and_a_self_contained_report(tiny_model_path,
         assert (out / name).exists(), name
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3 and 'src="report_files/' not in html and 'src="geometry/' not in html
+    assert html.count("<figure><img") == html.count("<img") and "<figcaption>" in html  # captions under the figures
     report = (out / "report.md").read_text()
     assert "## Significance" in report and "## Embedding geometry" in report and "unseen documents" in report
     assert not (out / "checkpoints").exists()  # deleted once the model was exported
@@ -75,6 +76,60 @@ def test_tune_writes_every_artefact_and_a_self_contained_report(tiny_model_path,
     info = json.loads((out / "run.json").read_text())
     assert info["tuned_model"] == "model" and info["settings"]["fingerprints"]["corpus"]
     assert "report.html" in capsys.readouterr().out
+    assert_trec_eval_agrees(out, data)
+    assert_plain_encode_reproduces_the_reported_ndcg(out, data)
+
+
+def assert_plain_encode_reproduces_the_reported_ndcg(out: Path, data: Path) -> None:
+    """Plain ``SentenceTransformer(path).encode`` + the run's own FAISS index give metrics.json's tuned nDCG@10."""
+    import faiss
+    from ranx import Qrels, Run
+    from ranx import evaluate as ranx_evaluate
+    from sentence_transformers import SentenceTransformer
+
+    from retrieval.sources import resolve
+    from tests.finetune.test_train import card_example
+
+    ds = resolve(str(data))
+    qrels = ds.split("test")
+    info = json.loads((out / "run.json").read_text())
+    assert info["settings"]["finetune"]["mode"] == "full"
+    index_dir = out / "indexes" / "tuned"
+    index = faiss.read_index(str(index_dir / "index.faiss"))
+    doc_ids = json.loads((index_dir / "meta.json").read_text())["doc_ids"]
+    model = SentenceTransformer(str(out / "model"))
+    qids = list(qrels)
+    scores, ids = index.search(model.encode([ds.queries[q] for q in qids], normalize_embeddings=True), 100)
+    run = {q: {doc_ids[i]: float(s) for s, i in zip(row_s, row_i) if i >= 0} for q, row_s, row_i in zip(qids, scores, ids)}
+    reported = json.loads((out / "metrics.json").read_text())["tuned"]["ndcg@10"]
+    assert ranx_evaluate(Qrels(qrels), Run(run), "ndcg@10") == pytest.approx(reported, abs=1e-4)
+    assert "model.encode(" in card_example(out / "model")
+
+
+TREC_MEASURES = {"ndcg@10": ("ndcg_cut_10", None), "recall@1": ("recall_1", None), "recall@5": ("recall_5", None),
+                 "recall@10": ("recall_10", None), "recall@20": ("recall_20", None), "recall@100": ("recall_100", None),
+                 "map@100": ("map_cut_100", None), "mrr@10": ("recip_rank", 10)}
+
+
+def assert_trec_eval_agrees(out: Path, data: Path) -> None:
+    """Every system's written run file, scored by pytrec_eval (trec_eval's own C code), gives metrics.json's numbers."""
+    pytrec_eval = pytest.importorskip("pytrec_eval")
+    from retrieval.sources import resolve
+
+    qrels = resolve(str(data)).split("test")
+    metrics = json.loads((out / "metrics.json").read_text())
+    for system, reported in metrics.items():
+        run: dict[str, dict[str, float]] = {}
+        for line in (out / "runs" / f"{system}.trec").read_text().splitlines():
+            qid, _, doc, rank, score, _ = line.split()
+            run.setdefault(qid, {})[doc] = float(score)
+        for name, (measure, cut) in TREC_MEASURES.items():
+            if name not in reported:
+                continue
+            ranked = run if cut is None else {q: dict(sorted(d.items(), key=lambda x: -x[1])[:cut]) for q, d in run.items()}
+            per_query = pytrec_eval.RelevanceEvaluator(qrels, {measure}).evaluate(ranked)
+            ours = sum(per_query[q][measure] for q in qrels if q in per_query) / len(qrels)  # ranx: unretrieved query = 0
+            assert ours == pytest.approx(reported[name], abs=1e-6), (system, name)
 
 
 def test_rerun_skips_the_finished_fine_tuning(tiny_model_path, tmp_path, monkeypatch):

@@ -37,6 +37,29 @@ def test_query_mode_trains_the_query_side_and_keeps_the_base_document_side(tiny_
     assert (tmp_path / "out" / "negatives" / "suspects.jsonl").exists()
     assert "base_model:" in (result.model_path / "README.md").read_text()
     assert not (tmp_path / "out" / "indexes" / "tuned").exists()  # nothing re-encoded
+    assert_plain_client_gets_the_tuned_query_side(result.model_path, tuned, base)
+
+
+def card_example(folder) -> str:
+    """The python block of the model card's "Use it" section."""
+    card = (folder / "README.md").read_text()
+    return card.split("## Use it", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def assert_plain_client_gets_the_tuned_query_side(folder, tuned, base) -> None:
+    """A client that only knows ``SentenceTransformer(path).encode`` (a vector store, a RAG framework) embeds queries right."""
+    from sentence_transformers import SentenceTransformer
+
+    plain = SentenceTransformer(str(folder))
+    texts = ["cats purr", "fish swim"]
+    np.testing.assert_allclose(plain.encode(texts), tuned.encode_query(texts), atol=1e-6)
+    assert not np.allclose(plain.encode(texts), base.encode(texts), atol=1e-4)
+    np.testing.assert_allclose(plain.encode_document(texts), base.encode(texts), atol=1e-5)
+    example = card_example(folder)
+    assert len(example.strip().splitlines()) == 3 and "model.encode(" in example
+    namespace: dict = {}
+    exec(example, namespace)  # the card's three lines run as written
+    assert namespace["scores"].shape == (1, 1)
 
 
 def test_rerun_with_same_settings_resumes_and_other_settings_are_refused(tiny_model_path, beir_dir, tmp_path):

@@ -53,7 +53,8 @@ def test_second_run_reuses_the_saved_index_instead_of_encoding(tiny_model_path, 
     out = tmp_path / "geo"
     args = ["geometry", "--data", str(beir_dir), "--split", "train", "--model", str(tiny_model_path), "--out", str(out)]
     assert main(args) == 0
-    assert (out / "indexes" / "tiny-model" / "embeddings.npy").exists()
+    assert (out / "indexes" / "tiny-model" / "index.faiss").exists()
+    assert not (out / "indexes" / "tiny-model" / "embeddings.npy").exists()  # a Flat index holds the vectors itself
     first = json.loads((out / "geometry.json").read_text())
     import retrieval.retriever
 

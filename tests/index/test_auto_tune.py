@@ -164,7 +164,7 @@ def test_cli_auto_factory_and_tuned_nprobe_land_in_meta(tiny_model_path, tmp_pat
     queries = list(resolve(str(data)).queries.values())
     q = normalize(encode(SentenceTransformer(str(tiny_model_path), device="cpu"), queries, progress=False))
     ids, _ = stored.search(q, 10)
-    truth = exact_ids(np.asarray(stored.embeddings()), q, 10)
+    truth = exact_ids(np.asarray(stored.vectors()), q, 10)
     assert [[stored.meta.doc_ids.index(d) for d in row] for row in ids] == truth.tolist()
 
     assert main(base + ["--factory", "IVF2,Flat", "--target-recall", "0", "--out", str(tmp_path / "raw")]) == 0

@@ -145,11 +145,11 @@ def test_cli_sharded_build_answers_like_the_plain_build(tiny_model_path, tmp_pat
     assert len(list((tmp_path / "sharded.shards").glob("shard-*.npy"))) == 2
     plain, sharded = load_index(tmp_path / "plain"), load_index(tmp_path / "sharded")
     assert sharded.meta.doc_ids == plain.meta.doc_ids
-    np.testing.assert_allclose(np.asarray(sharded.embeddings()), np.asarray(plain.embeddings()), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(sharded.vectors()), np.asarray(plain.vectors()), atol=1e-5)
     for index in (plain, sharded):
         if factory.startswith("IVF"):
             faiss.ParameterSpace().set_index_parameter(index.index, "nprobe", 2)
-    q = np.asarray(plain.embeddings())[::7] + 0.01
+    q = np.asarray(plain.vectors())[::7] + 0.01
     assert sharded.search(q, 5)[0] == plain.search(q, 5)[0]
 
 

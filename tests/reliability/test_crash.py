@@ -92,7 +92,7 @@ def test_killed_while_saving_the_target_always_holds_one_whole_index(tmp_path):
         seen.add(k)
         expected = np.random.default_rng(k).normal(size=(20000, 64)).astype(np.float32)
         assert stored.meta.doc_ids == [f"v{k}-{j}" for j in range(20000)]
-        np.testing.assert_allclose(stored.embeddings(), expected / np.linalg.norm(expected, axis=1, keepdims=True),
+        np.testing.assert_allclose(stored.vectors(), expected / np.linalg.norm(expected, axis=1, keepdims=True),
                                    rtol=1e-5, atol=1e-6)
     subprocess.run([sys.executable, "-c", SAVE_LOOP, str(target), "1"], env=ENV, check=True, stdout=subprocess.DEVNULL)
     assert _leftovers(tmp_path) == []  # what killed writers left behind is cleared by the next write
@@ -124,8 +124,8 @@ def test_killed_while_indexing_keeps_the_old_index_and_the_rerun_equals_an_unint
     assert _leftovers(tmp_path) == []
     got, want = load_index(target), load_index(reference)
     assert got.meta.doc_ids == want.meta.doc_ids and got.meta.model_fingerprint == want.meta.model_fingerprint
-    np.testing.assert_allclose(got.embeddings(), want.embeddings(), rtol=0, atol=1e-6)
-    queries = np.asarray(want.embeddings()[:: n // 25])
+    np.testing.assert_allclose(got.vectors(), want.vectors(), rtol=0, atol=1e-6)
+    queries = np.asarray(want.vectors()[:: n // 25])
     assert got.search(queries, 10)[0] == want.search(queries, 10)[0]
 
 

@@ -1,0 +1,162 @@
+"""NCE: every in-batch candidate a binary relevant / not-relevant decision, instead of one softmax.
+
+Same candidates, logits and false-negative mask as :class:`~finetune.losses.info_nce.InfoNCE`
+(the ``B * (1 + n)`` documents of the batch, ``cos / tau``); where InfoNCE asks "which candidate
+is the positive?", NCE asks of each candidate separately "is this the positive?" (logistic
+regression on the logit, Gutmann & Hyvärinen 2010). The loss of a row therefore no longer
+depends on how the other candidates score against each other, only on each one's own score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from finetune.losses.core import BatchLossMixin, PositivePairs, as_positive_pairs, candidate_mask
+from finetune.losses.info_nce import cosine_scores, embed_columns
+
+CITATION = """
+@inproceedings{gutmann2010noise,
+    title={Noise-contrastive estimation: A new estimation principle for unnormalized statistical models},
+    author={Gutmann, Michael and Hyv{\\"a}rinen, Aapo},
+    booktitle={Proceedings of the Thirteenth International Conference on Artificial Intelligence and Statistics},
+    pages={297--304},
+    year={2010},
+    url={https://proceedings.mlr.press/v9/gutmann10a.html},
+}
+"""
+
+
+def nce_from_scores(
+    scores: Tensor, targets: Tensor, mask: Tensor | None = None, temperature: float = 0.05
+) -> tuple[Tensor, dict[str, Tensor]]:
+    r"""Binary cross-entropy of every unmasked candidate: target column 1, the others 0.
+
+    .. math::
+
+        \mathcal{L} = \frac{1}{B}\sum_i \Big[\operatorname{softplus}(-s_{i,t_i}/\tau)
+        + \frac{1}{|N_i|}\sum_{j \in N_i} \operatorname{softplus}(s_{i,j}/\tau)\Big]
+
+    (``softplus(-x) = -log sigmoid(x)``, ``softplus(x) = -log(1 - sigmoid(x))``), with ``N_i`` the
+    candidates of row ``i`` other than its target ``t_i`` and not masked. Masked candidates are
+    dropped from the sum and from ``|N_i|``, so they get exactly zero gradient.
+    """
+    if scores.dim() != 2 or targets.shape != scores.shape[:1]:
+        raise ValueError(f"scores must be [B, C] and targets [B]; got {tuple(scores.shape)} and {tuple(targets.shape)}")
+    rows = torch.arange(scores.size(0), device=scores.device)
+    logits = scores * (1.0 / temperature)
+    is_target = torch.zeros_like(scores, dtype=torch.bool)
+    is_target[rows, targets] = True
+    negatives = ~is_target
+    if mask is not None:
+        if mask.shape != scores.shape:
+            raise ValueError(f"mask shape {tuple(mask.shape)} differs from scores {tuple(scores.shape)}")
+        assert not bool(mask[rows, targets].any()), "a target candidate is masked: its query would have no positive"
+        negatives &= ~mask
+    terms = F.binary_cross_entropy_with_logits(logits, is_target.to(logits.dtype), reduction="none")
+    n_negatives = negatives.sum(dim=1)
+    negative_term = terms.masked_fill(~negatives, 0.0).sum(dim=1) / n_negatives.clamp(min=1)
+    loss = (terms[rows, targets] + negative_term).mean()
+    with torch.no_grad():
+        visible = logits.masked_fill(mask, float("-inf")) if mask is not None else logits
+        stats = {
+            "accuracy": (visible.argmax(dim=1) == targets).float().mean(),
+            "n_candidates": (n_negatives + 1).to(scores.dtype).mean(),
+            "positive_probability": torch.sigmoid(logits[rows, targets]).mean(),
+        }
+    return loss, stats
+
+
+class NCE(BatchLossMixin, nn.Module):
+    r"""NCE over in-batch positives and hard negatives, masking known positives.
+
+    For query ``q_i`` of a batch of ``B`` rows with columns ``(query, positive, negative_1..n)``,
+    the candidates ``d_j`` are all ``B * (1 + n)`` documents of the batch and
+    ``s_ij = cos(q_i, d_j) / tau``. Each candidate is a logistic-regression example, label 1 for
+    ``q_i``'s own positive and 0 for the other unmasked candidates:
+
+    .. math:: \mathcal{L}_i = -\log \sigma(s_{i,p_i})
+              - \frac{1}{|N_i|}\sum_{j \in N_i} \log\big(1 - \sigma(s_{ij})\big),
+              \qquad \mathcal{L} = \frac{1}{B}\sum_i \mathcal{L}_i
+
+    Normalisation (a choice): the positive term plus the *mean* over the row's negatives, then
+    the mean over rows. Gutmann & Hyvärinen sum the terms of the ``nu`` noise samples; with
+    ``nu = B(1 + n) - 1`` in-batch candidates that would give the positive a ``1/nu`` share of the
+    loss and tie its scale (hence the learning rate) to the batch size. The logit is the scaled
+    cosine itself, without NCE's ``- log(nu p_noise)`` correction (the batch has no known noise
+    density): the "negative sampling" simplification (Mikolov et al. 2013).
+
+    ``M_i``, the candidates known to be relevant to ``q_i`` (other than its positive), are left
+    out of ``N_i`` and get exactly zero gradient, as in :class:`~finetune.losses.info_nce.InfoNCE`.
+    No cross-process gathering: under ``torchrun`` each process scores its own rows against its
+    own batch only.
+
+    Inputs:
+        +--------------------------------------------------+-------------------------------------------------+
+        | Texts                                            | Labels                                          |
+        +==================================================+=================================================+
+        | (query, positive, negative_1, ..., negative_n)   | ``[query_idx, pos_doc_idx, neg_1_doc_idx, ...]`` |
+        +--------------------------------------------------+-------------------------------------------------+
+
+    Args:
+        model: the SentenceTransformer being trained.
+        temperature: ``tau``; logits are ``cos / tau``.
+        positives: ``{query_idx: {doc_idx, ...}}`` of all known positives (or a :class:`PositivePairs`).
+        mask_known_positives: remove known positives from each query's negatives.
+
+    References: Gutmann & Hyvärinen 2010 (AISTATS); Mikolov et al. 2013 (negative sampling,
+    arXiv:1310.4546); Ma & Collins 2018 (binary vs ranking NCE, arXiv:1809.01812).
+
+    Example::
+
+        loss = NCE(model, temperature=0.05, positives={0: {3, 7}, 1: {4}})
+        trainer = SentenceTransformerTrainer(model=model, train_dataset=rows, loss=loss)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        temperature: float = 0.05,
+        positives: Mapping[int, Iterable[int]] | PositivePairs | None = None,
+        mask_known_positives: bool = True,
+    ) -> None:
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError("temperature must be positive")
+        self.model = model
+        self.temperature = float(temperature)
+        self.positives = as_positive_pairs(positives)
+        self.mask_known_positives = mask_known_positives
+
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
+        embeddings = embed_columns(self.model, list(sentence_features))
+        loss, stats = self.loss_from_embeddings(embeddings, labels)
+        self.record_stats(loss, stats)
+        return loss
+
+    def loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss of one batch from its column embeddings ``[queries, positives, negatives_1..n]``."""
+        if len(embeddings) < 2:
+            raise ValueError(f"NCE needs at least (query, positive) columns, got {len(embeddings)}")
+        queries, candidates = embeddings[0], torch.cat(embeddings[1:], dim=0)
+        ids = self._batch_ids(labels, len(embeddings), queries.size(0), queries.device)
+        targets = torch.arange(queries.size(0), device=queries.device)
+        mask = candidate_mask(ids, self.positives)
+        loss, stats = nce_from_scores(cosine_scores(queries, candidates), targets, mask, self.temperature)
+        stats["temperature"] = torch.tensor(self.temperature)
+        return loss, stats
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {
+            "temperature": self.temperature,
+            "mask_known_positives": self.mask_known_positives,
+            "known_positive_pairs": len(self.positives) if self.positives is not None else 0,
+        }
+
+    @property
+    def citation(self) -> str:
+        return CITATION
