@@ -78,7 +78,7 @@ class FinetuneConfig:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def validate(self) -> None:
-        from retrieval.cli.common import UsageError
+        from retrieval.errors import UsageError
 
         if self.mode not in ("query", "full"):
             raise UsageError(f"--mode must be 'query' or 'full', not {self.mode!r}")

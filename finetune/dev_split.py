@@ -90,7 +90,7 @@ def split_by_document(train: Qrels, fraction: float = 0.1, seed: int = 42, name:
     """
     qids = sorted(train)
     if len(qids) < 2:
-        from retrieval.readers import DataError
+        from retrieval.errors import DataError
 
         raise DataError(f"{len(qids)} training query in split {name!r}; need at least 2 to hold out a dev split")
     target = max(1, round(len(qids) * fraction))

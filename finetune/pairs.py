@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 
 from retrieval.data import Dataset, Qrels
-from retrieval.readers import DataError
+from retrieval.errors import DataError
 
 logger = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from finetune.config import FinetuneConfig
 from finetune.dev_split import dev_split
 from finetune.pairs import TrainQueries, epoch_rows, train_queries
 from index.atomic import write_text
-from retrieval.cli.common import UsageError
+from retrieval.errors import UsageError
 from retrieval.data import Dataset
 
 logger = logging.getLogger(__name__)

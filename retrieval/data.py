@@ -19,7 +19,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from retrieval.readers import DataError, as_id, as_score, as_text, read_records, read_table
+from retrieval.errors import DataError
+from retrieval.readers import as_id, as_score, as_text, read_records, read_table
 
 logger = logging.getLogger(__name__)
 

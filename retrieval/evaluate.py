@@ -18,7 +18,6 @@ from retrieval.data import Qrels as QrelsDict
 warnings.filterwarnings("ignore", message="unsafe cast from uint64 to int64", module="ranx")
 
 METRICS = ["ndcg@10", "recall@1", "recall@5", "recall@10", "recall@20", "recall@100", "mrr@10", "map@100"]
-HEADLINE = ["ndcg@10", "recall@100"]
 
 
 def to_qrels(qrels: QrelsDict) -> Qrels:

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from retrieval.data import ID_FIELDS, TEXT_FIELDS, Dataset, Qrels, check_qrels, drop_empty_splits
-from retrieval.readers import DataError, as_id, as_score, as_text
+from retrieval.errors import DataError
+from retrieval.readers import as_id, as_score, as_text
 
 
 def _rows_to_corpus(rows: Iterable[dict], where: str) -> dict[str, dict[str, str]]:

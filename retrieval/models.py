@@ -12,7 +12,7 @@ import hashlib
 import logging
 from typing import TYPE_CHECKING
 
-from retrieval.readers import DataError
+from retrieval.errors import DataError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

@@ -22,14 +22,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from retrieval.errors import DataError  # defined there; still importable from here
+
 csv.field_size_limit(1 << 30)
 
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file (and line) and what is wrong."""
 
 
 def one_line(text: str, limit: int = 300) -> str:

@@ -1,12 +1,9 @@
-"""Render evaluation results as a terminal table, ``metrics.json`` and ``report.md``."""
+"""Render evaluation results as a terminal table and as ``report.md`` (``metrics.json``: ``rundir.write_json``)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
-
-from index.atomic import write_text
 
 
 def metrics_table(results: dict[str, dict[str, float]], digits: int = 4) -> str:
@@ -49,10 +46,6 @@ def significance_markdown(comparison: dict[str, Any], max_p: float = 0.05) -> st
                 cells.append(f"{p:.4g}{'*' if p < max_p else ''} ({wtl['W']}/{wtl['T']}/{wtl['L']})")
             lines.append(f"| {a} | {b} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def write_metrics(path: str | Path, results: dict[str, dict[str, float]]) -> None:
-    write_text(path, json.dumps(results, indent=2) + "\n")
 
 
 EXACT_SUFFIX = " (exact)"

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from index.atomic import write_text
-from retrieval.readers import DataError
+from retrieval.errors import DataError
 
 CURVE_KS = range(1, 101)
 

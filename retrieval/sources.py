@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from index.atomic import atomic_dir, atomic_path
 from retrieval.data import Dataset, load_beir
-from retrieval.readers import DataError
+from retrieval.errors import DataError
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ import re
 from pathlib import Path
 
 from retrieval.data import Dataset, check_qrels, drop_empty_splits, load_corpus
-from retrieval.readers import DataError, as_id, as_score, as_text, read_records
+from retrieval.errors import DataError
+from retrieval.readers import as_id, as_score, as_text, read_records
 
 logger = logging.getLogger(__name__)
 

@@ -89,9 +89,6 @@ class CachedInfoNCE(CachedLossMixin, nn.Module):
     def last_stats(self) -> dict[str, float]:
         return self.loss.last_stats
 
-    def consume_stats(self) -> dict[str, float]:
-        return self.loss.consume_stats()
-
     def calculate_loss(self, reps: list[list[Tensor]], labels: Tensor | None = None, *, with_backward: bool = False) -> Tensor:
         """Step (2): the full-batch loss; with ``with_backward``, embedding gradients land in ``rep.grad``."""
         loss, stats = self.loss.loss_from_embeddings([torch.cat(column) for column in reps], labels)

@@ -7,7 +7,8 @@ objective and of the false-negative mask. Known positives are looked up in a sor
 ``searchsorted`` instead of a Python loop over queries x candidates.
 
 The other losses of the family (NCE, SigLIP, triplet) share the batch layout through
-:func:`candidate_mask` and the label handling and statistics through :class:`BatchLossMixin`.
+:func:`candidate_mask`; they and InfoNCE share the label handling and statistics through
+:class:`BatchLossMixin`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ class PositivePairs:
         if device not in self._on_device:
             self._on_device[device] = self._keys.to(device)
         return self._on_device[device]
+
+    def to_mapping(self) -> dict[int, set[int]]:
+        """The pairs back as ``{query_idx: {doc_idx, ...}}`` (e.g. to merge them with more pairs)."""
+        mapping: dict[int, set[int]] = {}
+        for key in self._keys.tolist():
+            query, doc = divmod(key, self.stride)
+            mapping.setdefault(query, set()).add(doc)
+        return mapping
 
     def contains(self, query_idx: Tensor, doc_idx: Tensor) -> Tensor:
         """Bool[len(query_idx), len(doc_idx)]: True where ``doc_idx[j]`` is a known positive of ``query_idx[i]``."""

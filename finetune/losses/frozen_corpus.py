@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from finetune.losses.core import PositivePairs, as_positive_pairs, info_nce_from_scores
+from finetune.losses.core import PositivePairs, info_nce_from_scores
 
 
 class FrozenCorpusInfoNCE(nn.Module):
@@ -45,16 +45,21 @@ class FrozenCorpusInfoNCE(nn.Module):
         temperature: float = 0.05,
     ) -> None:
         """``documents``: [N, d] L2-normalised embeddings, row = doc index; ``positives``/``masked``:
-        ``{query_idx: doc indices}`` never counted as negatives of that query (the target excepted)."""
+        ``{query_idx: doc indices}`` never counted as negatives of that query (the target excepted).
+        ``positives`` may be a prebuilt :class:`PositivePairs`; ``masked`` is added to it either way.
+
+        The documents are kept detached (sharing the caller's storage, no copy): they are frozen by
+        construction and never receive gradient, even from a tensor that requires it."""
         super().__init__()
         self.model = model
-        self.register_buffer("documents", documents.float(), persistent=False)
+        self.register_buffer("documents", documents.detach().float(), persistent=False)
         self.temperature = float(temperature)
         combined: dict[int, set[int]] = {}
-        for source in (positives if isinstance(positives, Mapping) else {}, masked or {}):
+        known = positives.to_mapping() if isinstance(positives, PositivePairs) else positives
+        for source in (known, masked or {}):
             for q, docs in source.items():
                 combined.setdefault(int(q), set()).update(int(d) for d in docs)
-        self.excluded = as_positive_pairs(positives) if isinstance(positives, PositivePairs) else PositivePairs(combined)
+        self.excluded = PositivePairs(combined)
         self.last_stats: dict[str, float] = {}
 
     def forward(self, sentence_features: list[dict[str, Tensor]], labels: Tensor) -> Tensor:

@@ -10,7 +10,6 @@ relevant to it, a mined negative that is labelled relevant) is removed from its 
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -19,15 +18,13 @@ import torch
 from torch import Tensor, nn
 
 from finetune.distributed import average_gradient_hook, gather_no_grad, gather_with_grad, is_multi_process, world
-from finetune.losses.core import PositivePairs, as_positive_pairs, info_nce_from_scores, known_positive_mask
+from finetune.losses.core import BatchLossMixin, PositivePairs, as_positive_pairs, info_nce_from_scores, known_positive_mask
 
 try:  # merges the candidate columns into one forward pass, as MultipleNegativesRankingLoss does
     from sentence_transformers.base.losses.merged_forward import embed_columns
 except ImportError:  # pragma: no cover - older sentence-transformers
     def embed_columns(model: nn.Module, features_list: Iterable[dict[str, Tensor]]) -> list[Tensor]:
         return [model(features)["sentence_embedding"] for features in features_list]
-
-logger = logging.getLogger(__name__)
 
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 1.0  # clamp of a learnt temperature (CLIP caps 1/tau at 100)
 
@@ -55,7 +52,7 @@ def cosine_scores(a: Tensor, b: Tensor) -> Tensor:
         return a @ b.T
 
 
-class InfoNCE(nn.Module):
+class InfoNCE(BatchLossMixin, nn.Module):
     r"""InfoNCE over in-batch positives and hard negatives, masking known positives.
 
     For query ``q_i`` of a batch of ``B`` rows with columns ``(query, positive, negative_1..n)``,
@@ -122,10 +119,6 @@ class InfoNCE(nn.Module):
         if learnable_temperature:
             self.log_temperature = nn.Parameter(torch.tensor(math.log(temperature)))
             self.log_temperature.register_hook(average_gradient_hook)
-        self.last_stats: dict[str, float] = {}
-        self._stats_sum: dict[str, float] = {}
-        self._stats_steps = 0
-        self._warned_no_ids = False
 
     @property
     def temperature(self) -> float:
@@ -179,35 +172,6 @@ class InfoNCE(nn.Module):
         stats["temperature"] = torch.as_tensor(temperature).detach().float()
         stats["global_batch"] = torch.tensor(float(global_batch))
         return loss, stats
-
-    def _batch_ids(self, labels: Tensor | None, n_columns: int, batch_size: int, device: torch.device) -> Tensor | None:
-        """The ``[B, 1 + n_docs]`` id matrix when masking is on and the labels carry ids, else None."""
-        if not self.mask_known_positives:
-            return None
-        if labels is None or labels.dim() != 2:
-            if self.positives is not None and not self._warned_no_ids:
-                logger.warning("InfoNCE got positives but no [query_idx, doc_idx...] labels: nothing is masked")
-                self._warned_no_ids = True
-            return None
-        if labels.shape != (batch_size, n_columns):
-            raise ValueError(
-                f"InfoNCE labels must be [batch, 1 + number of text columns] = [{batch_size}, {n_columns}] "
-                f"(query_idx, positive_doc_idx, negative_doc_idx...), got {list(labels.shape)}"
-            )
-        return labels.to(device=device, dtype=torch.long)
-
-    def record_stats(self, loss: Tensor, stats: Mapping[str, Tensor]) -> None:
-        """Keep this step's statistics as floats (``last_stats``) and in the running means of :meth:`consume_stats`."""
-        self.last_stats = {"loss": float(loss.detach())} | {key: float(value) for key, value in stats.items()}
-        for key, value in self.last_stats.items():
-            self._stats_sum[key] = self._stats_sum.get(key, 0.0) + value
-        self._stats_steps += 1
-
-    def consume_stats(self) -> dict[str, float]:
-        """Means of the statistics since the previous call (for a trainer's ``log``), then reset."""
-        means = {key: value / self._stats_steps for key, value in self._stats_sum.items()} if self._stats_steps else {}
-        self._stats_sum, self._stats_steps = {}, 0
-        return means
 
     def get_config_dict(self) -> dict[str, Any]:
         return {

@@ -17,8 +17,6 @@ COMMANDS = [
     "retrieval.cli.eval_cmd",
     "retrieval.cli.index_cmd",
     "retrieval.cli.search_cmd",
-]
-OPTIONAL_COMMANDS = [  # present once their issues land; absent modules are skipped
     "retrieval.cli.finetune_cmd",
     "retrieval.cli.tune_cmd",
     "retrieval.cli.app_cmd",
@@ -33,21 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="print debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS + OPTIONAL_COMMANDS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name == name and name in OPTIONAL_COMMANDS:
-                continue
-            raise
-        module.register(sub)
+    for name in COMMANDS:
+        importlib.import_module(name).register(sub)
     return parser
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from index import IndexIntegrityError, IndexMismatchError
-    from retrieval.cli.common import UsageError
-    from retrieval.readers import DataError
+    from retrieval.errors import DataError, UsageError
 
     return (DataError, IndexMismatchError, IndexIntegrityError, FileNotFoundError, UsageError)
 

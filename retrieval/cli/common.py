@@ -9,11 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from retrieval.errors import UsageError  # defined there; still importable from here
 from retrieval.models import DEFAULT_MODEL
-
-
-class UsageError(ValueError):
-    """A combination of options that cannot work; the message says which."""
 
 
 def add_data_args(parser: argparse.ArgumentParser, split: str | None = "test") -> None:

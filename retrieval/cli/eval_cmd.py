@@ -48,8 +48,9 @@ def run(args: argparse.Namespace) -> int:
     from retrieval.bm25 import bm25_run
     from retrieval.evaluate import compare, evaluate
     from retrieval.models import DEFAULT_MODEL
-    from retrieval.report import eval_report, metrics_table, write_metrics
+    from retrieval.report import eval_report, metrics_table
     from retrieval.retriever import IndexSpec, build_or_load, search
+    from retrieval.rundir import write_json
     from retrieval.sources import resolve
 
     out = Path(args.out)
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     settings = {"data": dataset.source, "split": args.split, "queries": len(queries), "documents": len(dataset.corpus),
                 "k": args.k, "factory": args.factory, "search_params": search_params, "query_prompt": args.query_prompt,
                 "document_prompt": args.document_prompt, "max_seq_length": args.max_seq_length, "seconds": timings}
-    write_metrics(out / "metrics.json", results)
+    write_json(out / "metrics.json", results)
     write_text(out / "report.md", eval_report(f"Retrieval evaluation: {dataset.name} ({args.split})", results, comparison, settings))
     for name, run_ in runs.items():
         with atomic_path(out / "runs" / f"{slug(name)}.trec") as tmp:

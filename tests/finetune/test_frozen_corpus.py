@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from finetune.losses.core import PositivePairs
 from finetune.losses.frozen_corpus import FrozenCorpusInfoNCE
 
 
@@ -51,8 +52,40 @@ def test_other_positives_and_suspects_are_masked_and_the_target_is_not():
     assert loss.last_stats["mi_lower_bound"] == pytest.approx(math.log(48) - got.item(), rel=1e-5)
 
 
-def test_documents_get_no_gradient_and_queries_do():
-    model, documents, loss = _setup()
+def test_masked_suspects_are_honoured_when_positives_come_prebuilt():
+    """A prebuilt PositivePairs (built once, shared with other losses) must not make ``masked`` vanish."""
+    torch.manual_seed(0)
+    documents = F.normalize(torch.randn(50, 8), dim=-1)
+    model = _Fixed(torch.randn(4, 8))
+    from_dict = FrozenCorpusInfoNCE(model, documents, positives={0: {3, 7}, 1: {5}}, masked={0: {9}}, temperature=0.1)
+    prebuilt = FrozenCorpusInfoNCE(model, documents, positives=PositivePairs({0: {3, 7}, 1: {5}}), masked={0: {9}},
+                                   temperature=0.1)
+    batch, labels = [{"rows": torch.tensor([0])}], torch.tensor([[0, 3]])
+    assert prebuilt(batch, labels).item() == pytest.approx(from_dict(batch, labels).item(), rel=1e-6)
+    assert prebuilt.last_stats["n_candidates"] == 48  # 50 minus doc 7 (other positive) and doc 9 (suspect)
+    assert len(prebuilt.excluded) == len(from_dict.excluded) == 4
+
+
+def test_documents_stay_frozen_even_given_a_tensor_that_requires_grad_while_the_queries_learn():
+    """Frozen by construction, not because the caller's tensor happened not to need a gradient.
+
+    The documents are a leaf that requires grad and the batch's targets are among them (docs 3
+    and 5, every other document a negative), so a loss that let the buffer join the graph would
+    give them a gradient. One SGD step over the query vectors and the documents together must
+    move the queries of the batch and leave every document, and the loss's buffer, as it was.
+    """
+    torch.manual_seed(0)
+    documents = F.normalize(torch.randn(50, 8), dim=-1).requires_grad_()
+    model = _Fixed(torch.randn(4, 8))
+    loss = FrozenCorpusInfoNCE(model, documents, positives={0: {3, 7}, 1: {5}}, temperature=0.1)
+    documents_before, queries_before = documents.detach().clone(), model.vectors.detach().clone()
+    optimizer = torch.optim.SGD([*loss.parameters(), documents], lr=1.0)
+
     loss([{"rows": torch.tensor([0, 1])}], torch.tensor([[0, 3], [1, 5]])).backward()
-    assert model.vectors.grad[[0, 1]].abs().sum() > 0 and model.vectors.grad[[2, 3]].abs().sum() == 0
-    assert not loss.documents.requires_grad
+    assert documents.grad is None and not loss.documents.requires_grad
+    optimizer.step()
+
+    assert torch.equal(documents.detach(), documents_before) and torch.equal(loss.documents, documents_before)
+    moved = (model.vectors.detach() - queries_before).abs().sum(dim=1)
+    assert (moved[[0, 1]] > 0).all()  # the queries of the batch learn
+    assert (moved[[2, 3]] == 0).all()  # and only they

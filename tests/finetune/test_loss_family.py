@@ -176,7 +176,7 @@ def test_config_accepts_every_loss_in_mode_full_and_builds_it(loss):
     (dict(loss="hinge"), "--loss must be one of"),
 ])
 def test_config_refuses_combinations_the_losses_do_not_support(settings, message):
-    from retrieval.cli.common import UsageError
+    from retrieval.errors import UsageError
 
     with pytest.raises(UsageError, match=message):
         FinetuneConfig(**{"mode": "full", **settings}).validate()

@@ -8,7 +8,7 @@ import pytest
 
 from finetune.pairs import epoch_rows, split_train_dev, train_queries
 from retrieval.data import load_beir
-from retrieval.readers import DataError
+from retrieval.errors import DataError
 
 
 def test_all_positives_of_a_query_are_kept(beir_dir):

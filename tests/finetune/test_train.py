@@ -63,7 +63,7 @@ def assert_plain_client_gets_the_tuned_query_side(folder, tuned, base) -> None:
 
 
 def test_rerun_with_same_settings_resumes_and_other_settings_are_refused(tiny_model_path, beir_dir, tmp_path):
-    from retrieval.cli.common import UsageError
+    from retrieval.errors import UsageError
 
     ds = load_beir(beir_dir)
     first = finetune(ds, _config(tiny_model_path), tmp_path / "out")

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from retrieval.data import check_qrels, load_corpus, load_qrels, load_queries
-from retrieval.readers import DataError
+from retrieval.errors import DataError
 from retrieval.userdata import load_user_folder
 
 FUZZ = settings(max_examples=60, derandomize=True, database=None, deadline=None,

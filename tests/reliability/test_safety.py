@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.readers import DataError
+from retrieval.errors import DataError
 from retrieval.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[2]

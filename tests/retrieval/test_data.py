@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from retrieval.data import load_beir, load_files
-from retrieval.readers import DataError
+from retrieval.errors import DataError
 
 
 def test_beir_folder_loads_corpus_queries_and_every_split(beir_dir):

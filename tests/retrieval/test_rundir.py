@@ -10,7 +10,7 @@ from ranx import Run
 
 from retrieval import rundir
 from retrieval.evaluate import evaluate
-from retrieval.readers import DataError
+from retrieval.errors import DataError
 from retrieval.rundir import RunDir
 
 QRELS = {"q1": {"a": 1, "b": 1}, "q2": {"c": 2}, "q3": {"z": 1}, "q4": {"d": 1}}

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from retrieval.readers import DataError
+from retrieval.errors import DataError
 from retrieval.sources import resolve
 
 

@@ -1,0 +1,137 @@
+"""The floors of the house, checked: ``index`` <- ``retrieval`` <- ``finetune`` <- commands <- ``app``.
+
+A lower floor never imports a higher one and nothing imports ``app``:
+
+* ``index`` uses the standard library, numpy and faiss only (so it can be lifted out alone);
+* ``retrieval`` (outside ``retrieval/cli/``) does not import ``finetune`` or ``app``;
+* ``retrieval/cli/`` is the command layer and may compose everything but ``app``, which
+  ``retrieval app`` launches by path (``app_cmd.app_script``), never by import;
+* ``finetune`` does not import ``app`` or the command layer ``retrieval.cli`` (errors it
+  shares with the commands live in ``retrieval.errors``);
+* only ``app`` imports ``app``.
+
+Every ``.py`` file of the four packages is parsed with :mod:`ast`, nothing is imported, and
+every import counts: top-level, inside functions, under ``TYPE_CHECKING``, and
+``importlib.import_module("literal")``. A violation is reported as ``file:line``.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("index", "retrieval", "finetune", "app")
+INDEX_THIRD_PARTY = {"numpy", "faiss"}  # what index/ uses today (grep of its imports)
+
+# Known violations, each with its reason: ("path", "imported module prefix"). Empty today.
+ALLOWED: set[tuple[str, str]] = set()
+
+
+def _under(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def imports(source: str, path: str = "<string>") -> Iterator[tuple[int, str]]:
+    """``(line, module)`` for every import in ``source``; ``from a import b`` gives ``a.b``."""
+    package = Path(path).with_suffix("").parts
+    if package and package[-1] != "__init__":
+        package = package[:-1]
+    for node in ast.walk(ast.parse(source, filename=path)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolved against the file's own package
+                parent = package[: len(package) - node.level + 1]
+                base = ".".join([*parent, *([base] if base else [])])
+            for alias in node.names:
+                yield node.lineno, base if alias.name == "*" else f"{base}.{alias.name}"
+        elif (
+            isinstance(node, ast.Call)
+            and (getattr(node.func, "attr", None) == "import_module" or getattr(node.func, "id", None) == "__import__")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            yield node.lineno, node.args[0].value
+
+
+def rule_broken(path: str, module: str) -> str | None:
+    """Why ``path`` (relative to the repository root, ``/``-separated) may not import ``module``, or None."""
+    floor = path.split("/", 1)[0]
+    top = module.split(".", 1)[0]
+    if _under(module, "app") and floor != "app":
+        return "nothing but app imports app"
+    if floor == "index":
+        if top not in sys.stdlib_module_names and top not in INDEX_THIRD_PARTY and top != "index":
+            return f"index uses only the standard library, {', '.join(sorted(INDEX_THIRD_PARTY))} and itself"
+    elif floor == "retrieval" and not path.startswith("retrieval/cli/"):
+        if _under(module, "finetune"):
+            return "retrieval (outside retrieval/cli) sits below finetune"
+    elif floor == "finetune":
+        if _under(module, "retrieval.cli"):
+            return "finetune sits below the command layer retrieval.cli (use retrieval.errors)"
+    return None
+
+
+def violations() -> list[str]:
+    found = []
+    for package in PACKAGES:
+        for file in sorted((ROOT / package).rglob("*.py")):
+            rel = file.relative_to(ROOT).as_posix()
+            for line, module in imports(file.read_text(encoding="utf-8"), rel):
+                why = rule_broken(rel, module)
+                if why and not any(rel == path and _under(module, prefix) for path, prefix in ALLOWED):
+                    found.append(f"{rel}:{line}: imports {module}: {why}")
+    return found
+
+
+def test_no_floor_imports_a_higher_one():
+    found = violations()
+    assert not found, "imports against the floors:\n" + "\n".join(found)
+
+
+def test_every_package_is_scanned():
+    for package in PACKAGES:
+        assert len(list((ROOT / package).rglob("*.py"))) >= 3, f"{package}/ not found under {ROOT}"
+
+
+@pytest.mark.parametrize(
+    ("path", "source", "expected"),
+    [
+        ("index/store.py", "import torch", "index uses only"),
+        ("index/store.py", "def f():\n    from retrieval.errors import DataError", "index uses only"),
+        ("index/store.py", "from ..retrieval import readers", "index uses only"),
+        ("retrieval/data.py", "def f():\n    import finetune.config", "below finetune"),
+        ("retrieval/data.py", "import importlib\nimportlib.import_module('finetune.train')", "below finetune"),
+        ("retrieval/data.py", "from app import loaders", "nothing but app"),
+        ("retrieval/cli/tune_cmd.py", "from app.main import main", "nothing but app"),
+        ("finetune/train.py", "from retrieval.cli.common import UsageError", "command layer"),
+        ("finetune/train.py", "from retrieval import cli", "command layer"),
+        ("finetune/losses/core.py", "from ...app import ui", "nothing but app"),
+    ],
+)
+def test_the_check_catches_a_planted_violation(path, source, expected):
+    reasons = [rule_broken(path, module) for _, module in imports(source, path)]
+    assert any(reason and expected in reason for reason in reasons), reasons
+
+
+@pytest.mark.parametrize(
+    ("path", "source"),
+    [
+        ("index/store.py", "import numpy as np\nimport faiss\nfrom faiss.contrib.ondisk import merge_ondisk\nimport json"),
+        ("index/auto.py", "from index.build import normalize\nfrom . import meta"),
+        ("retrieval/cli/tune_cmd.py", "from finetune.pipeline import tune"),
+        ("finetune/train.py", "from retrieval.errors import UsageError\nfrom retrieval.readers import read_records"),
+        ("app/main.py", "from app import loaders\nfrom finetune.config import FinetuneConfig"),
+    ],
+)
+def test_the_check_lets_the_allowed_directions_through(path, source):
+    found = [(module, rule_broken(path, module)) for _, module in imports(source, path)]
+    assert found and all(reason is None for _, reason in found), found
