@@ -53,6 +53,9 @@ class FinetuneConfig:
     learnable_temperature: bool = _f(False, "learn tau (mode full)")
     symmetric: bool = _f(False, "add the document->query InfoNCE term (mode full)")
     num_negatives: int = _f(1, "mined hard negatives per query (mode full)")
+    starved: str = _f("in-batch", "queries left with fewer than --num-negatives mined negatives after the false-negative "
+                                  "filter (mode full): 'in-batch' trains them on in-batch negatives alone, 'drop' leaves "
+                                  "them out, as the plain sentence-transformers recipe does", choices=("in-batch", "drop"))
     rank_start: int = _f(10, "mined negatives come from base-model ranks [rank_start, rank_end), counted among "
                              "non-positive documents")
     rank_end: int = _f(100, "end of the mining rank window (exclusive)")

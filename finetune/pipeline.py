@@ -149,7 +149,8 @@ def _finetune_stage(dataset: Dataset, config: FinetuneConfig, run: rundir.RunDir
     if done.get("finetune") == wanted and (run.model_dir / "modules.json").exists():
         logger.info("fine-tuned model in %s matches settings and data: skipped", run.model_dir)
         return
-    finetune(dataset, config, run.path, base_index=run.base_index)
+    # the job's evaluate stage scores the test split (with BM25 and the hybrids): not twice
+    finetune(dataset, dataclasses.replace(config, test_split=""), run.path, base_index=run.base_index)
     rundir.write_json(stages_file, {**done, "finetune": wanted})
     if not keep_checkpoints and (run.path / "checkpoints").exists():  # the exported model is what the run keeps
         import shutil

@@ -122,9 +122,14 @@ class FullSetup(_Setup):
                 row.update({f"negative_{n + 1}": doc_text(corpus[d]) for n, d in enumerate(negatives)})
                 row["label"] = [i, self.doc_index[positive], *(self.doc_index[d] for d in negatives)]
                 with_negatives.append(row)
-            else:  # starved by the false-negative filter: trains on in-batch negatives alone
+            elif config.starved == "in-batch":  # starved by the false-negative filter: in-batch negatives alone
                 row["label"] = [i, self.doc_index[positive]]
                 in_batch_only.append(row)
+        if not with_negatives and not in_batch_only:
+            from retrieval.errors import UsageError
+
+            raise UsageError("--starved drop left no training query: no query kept a mined negative")
+        self.rows_per_epoch = (len(with_negatives) + len(in_batch_only)) // config.epochs
         parts = {name: HFDataset.from_list(rows) for name, rows in (("mined", with_negatives), ("in_batch", in_batch_only)) if rows}
         self.train_dataset = parts if len(parts) > 1 else next(iter(parts.values()))
         self.loss = self._loss(config)

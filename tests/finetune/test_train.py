@@ -84,3 +84,13 @@ def test_full_mode_trains_one_encoder_with_mined_negatives_and_reindexes(tiny_mo
     assert model_fingerprint(tuned, "document") != model_fingerprint(load_model(str(tiny_model_path)), "document")
     assert (tmp_path / "out" / "indexes" / "tuned" / "meta.json").exists()
     assert result.mining["negatives"] > 0 and set(result.test_metrics) == {"base", "tuned"}
+
+
+def test_starved_queries_are_left_out_with_starved_drop(tiny_model_path, beir_dir, tmp_path):
+    """A mining window past the end of the toy corpus starves every query: 'drop' leaves nothing to train on."""
+    from retrieval.errors import UsageError
+
+    ds = load_beir(beir_dir)
+    config = _config(tiny_model_path, mode="full", rank_start=40, rank_end=50, num_negatives=1, epochs=1, starved="drop")
+    with pytest.raises(UsageError, match="--starved drop left no training query"):
+        finetune(ds, config, tmp_path / "drop")
