@@ -27,19 +27,11 @@ TAUS = (0.01, 0.05, 0.1, 0.5)
 
 def _doc_vectors(model, dataset: Dataset, folders: list[Path]) -> np.ndarray | None:
     """Embeddings of a saved index (under ``folders``) that this model's document encoder built, if any."""
-    from index import IndexMismatchError, load_index
-    from retrieval.retriever import IndexSpec, expectation
+    from retrieval.retriever import IndexSpec, find_matching_index
 
-    expect = expectation(model, dataset.corpus, IndexSpec())
-    for folder in folders:
-        if (folder / "meta.json").exists():
-            try:
-                stored = load_index(folder, expect=expect)
-            except IndexMismatchError:
-                continue
-            if stored.vectors() is not None:
-                return np.asarray(stored.vectors())
-    return None
+    stored = find_matching_index(model, dataset.corpus, IndexSpec(), folders)  # Flat: its vectors are always there
+    vectors = stored.vectors() if stored is not None else None
+    return None if vectors is None else np.asarray(vectors)
 
 
 def tau_sweep(

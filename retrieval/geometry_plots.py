@@ -229,20 +229,22 @@ def plot_all(results: dict[str, dict[str, Any]], out_dir: str | Path) -> list[Pa
     return [p for p in written if p is not None]
 
 
-def geometry_report(results: dict[str, dict[str, Any]], out_dir: str | Path, relative_to: str | Path | None = None,
-                    sweep: dict | None = None) -> str:
-    """Draw the plots into ``out_dir`` and return a markdown section (table, how to read it, images).
+def draw_geometry(results: dict[str, dict[str, Any]], out_dir: str | Path, sweep: dict | None = None) -> list[Path]:
+    """Every plot of :func:`plot_all`, plus ``tau_sweep.png`` when ``sweep`` is given; the files written."""
+    out_dir = Path(out_dir)
+    return plot_all(results, out_dir) + ([plot_tau_sweep(sweep, out_dir / "tau_sweep.png")] if sweep else [])
 
-    Image links are relative to ``relative_to`` (default ``out_dir``: a report saved beside the plots).
-    ``sweep``: the result of ``finetune.tau_sweep.tau_sweep``, drawn as ``tau_sweep.png`` when given.
+
+def geometry_markdown(results: dict[str, dict[str, Any]], files: list[Path], relative_to: str | Path) -> str:
+    """The markdown section for plots already drawn (``files``): table, how to read it, images.
+
+    Image links are relative to ``relative_to``, the folder the markdown will be saved in.
     """
     import os
 
     from retrieval.report import markdown_table
 
-    out_dir = Path(out_dir)
-    files = plot_all(results, out_dir) + ([plot_tau_sweep(sweep, out_dir / "tau_sweep.png")] if sweep else [])
-    base = Path(relative_to) if relative_to is not None else out_dir
+    base = Path(relative_to)
     rows = summary(results)
     parts = ["## Embedding geometry", "", markdown_table(rows), "",
              "- **anisotropy**: mean cosine of random document pairs; near 0 is isotropic, MLM-only BERTs sit near 0.8-0.9.",
@@ -258,3 +260,14 @@ def geometry_report(results: dict[str, dict[str, Any]], out_dir: str | Path, rel
     for path in files:
         parts += [f"![{PLOTS[path.name]}]({Path(os.path.relpath(path, base)).as_posix()})", f"*{PLOTS[path.name]}*", ""]
     return "\n".join(parts)
+
+
+def geometry_report(results: dict[str, dict[str, Any]], out_dir: str | Path, relative_to: str | Path | None = None,
+                    sweep: dict | None = None) -> str:
+    """Draw the plots into ``out_dir`` and return a markdown section (table, how to read it, images).
+
+    Image links are relative to ``relative_to`` (default ``out_dir``: a report saved beside the plots).
+    ``sweep``: the result of ``finetune.tau_sweep.tau_sweep``, drawn as ``tau_sweep.png`` when given.
+    """
+    files = draw_geometry(results, out_dir, sweep)
+    return geometry_markdown(results, files, relative_to if relative_to is not None else out_dir)

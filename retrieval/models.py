@@ -144,3 +144,11 @@ def _byte_dtype():
     import torch
 
     return torch.uint8
+
+
+def slug(name: str) -> str:
+    """A folder-safe name for a model name or path (index folders and run files are named with it)."""
+    import re
+    from pathlib import Path
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name if Path(name).exists() else name).strip("_") or "model"

@@ -7,6 +7,7 @@ index exists or the one there was made from another model, corpus or setting.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,6 +52,28 @@ def expectation(model: SentenceTransformer, corpus: dict, spec: IndexSpec) -> di
         "document_prompt": spec.document_prompt,
         "factory": spec.factory,
     }
+
+
+def find_matching_index(
+    model: SentenceTransformer,
+    corpus: dict[str, dict[str, str]],
+    spec: IndexSpec | None,
+    folders: Iterable[str | Path],
+) -> StoredIndex | None:
+    """The first of ``folders`` holding an index this model's document encoder built from ``corpus`` with ``spec``.
+
+    Folders without an index, and indexes made from another model, corpus or setting, are
+    skipped; None when nothing matches. A damaged index is still an error
+    (:class:`~index.IndexIntegrityError`), not a miss.
+    """
+    expect = expectation(model, corpus, spec or IndexSpec())
+    for folder in map(Path, folders):
+        if (folder / "meta.json").exists():
+            try:
+                return load_index(folder, expect=expect)
+            except IndexMismatchError:
+                continue
+    return None
 
 
 def build_or_load(

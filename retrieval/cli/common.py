@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from retrieval.errors import UsageError  # defined there; still importable from here
-from retrieval.models import DEFAULT_MODEL
+from retrieval.models import DEFAULT_MODEL, slug  # slug: re-exported for the commands
 
 
 def add_data_args(parser: argparse.ArgumentParser, split: str | None = "test") -> None:
@@ -58,11 +57,6 @@ def load_model_from_args(args: argparse.Namespace, name: str):
     from retrieval.models import load_model
 
     return load_model(name, device=args.device, trust_remote_code=args.trust_remote_code, max_seq_length=args.max_seq_length)
-
-
-def slug(name: str) -> str:
-    """A folder-safe name for a model name or path."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name if Path(name).exists() else name).strip("_") or "model"
 
 
 def _read_config(path: Path) -> dict[str, Any]:

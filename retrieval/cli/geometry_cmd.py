@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
-from retrieval.cli.common import UsageError, add_config_arg, add_data_args, add_model_args, echo, load_model_from_args, slug
+from retrieval.cli.common import UsageError, add_config_arg, add_data_args, add_model_args, echo, load_model_from_args
 
 DESCRIPTION = """Compare the geometry of one or more models' embedding spaces on a dataset.
 
@@ -20,7 +19,7 @@ log(K+1) - L against the number of negatives K.
 
 Writes OUT/geometry.json ({model: {measure: value}}), OUT/geometry.md and PNG plots.
 The corpus is never re-encoded when a matching index exists under --index-dir
-(default OUT/indexes); its embeddings.npy is reused. An MLM-only checkpoint (e.g.
+(default OUT/indexes); its stored vectors are reused. An MLM-only checkpoint (e.g.
 bert-base-uncased) can be compared as well: sentence-transformers mean-pools it."""
 
 
@@ -61,119 +60,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def sample_doc_ids(corpus_ids: list[str], judged: set[str], max_docs: int | None, seed: int) -> list[str]:
-    """All ids, or the judged ones first and then a seeded random sample of the rest, up to ``max_docs``."""
-    import numpy as np
-
-    if max_docs is None or max_docs >= len(corpus_ids):
-        return list(corpus_ids)
-    first = [d for d in corpus_ids if d in judged][:max_docs]
-    rest = [d for d in corpus_ids if d not in judged]
-    extra = np.random.default_rng(seed).permutation(len(rest))[: max_docs - len(first)]
-    return first + [rest[i] for i in sorted(extra)]
-
-
-def read_labels(path: str, field: str) -> dict[str, str]:
-    """Document id -> class label from a jsonl/csv/tsv file; rows without the field are skipped."""
-    from retrieval.readers import DataError, read_records
-
-    labels = {}
-    for line, row in read_records(path):
-        doc_id = next((row[k] for k in ("_id", "id", "doc_id", "corpus-id") if row.get(k) not in (None, "")), None)
-        if doc_id is None:
-            raise DataError(f"{path}:{line}: no document id (_id, id or doc_id)")
-        value: Any = row
-        for part in field.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        if value not in (None, ""):
-            labels[str(doc_id)] = str(value)
-    if not labels:
-        raise DataError(f"{path}: no row has a {field!r} value")
-    return labels
-
-
-def find_index(model, dataset, spec, root: Path, preferred: str):
-    """A saved index under ``root`` whose document encoder, corpus and settings match, or None.
-
-    ``root/preferred`` is tried first, then every other sub-folder: a model tuned on
-    the query side only shares its base model's document encoder, hence its index.
-    """
-    from index import IndexMismatchError, load_index
-    from retrieval.retriever import expectation
-
-    expect = expectation(model, dataset.corpus, spec)
-    folders = [root / preferred] + sorted(p for p in root.glob("*") if p.name != preferred) if root.is_dir() else []
-    for folder in folders:
-        if (folder / "meta.json").exists():
-            try:
-                return load_index(folder, expect=expect)
-            except IndexMismatchError:
-                continue
-    return None
-
-
-def doc_vectors(model, name: str, dataset, ids: list[str], args: argparse.Namespace, spec) -> Any:
-    """The (normalised) vectors of ``ids``: from a matching saved index when there is one, else encoded.
-
-    Without ``--max-docs`` a missing index is built (and kept) under the index folder;
-    with it only the sampled documents are encoded and nothing is written.
-    """
-    import numpy as np
-
-    from index.build import normalize
-    from retrieval.encode import doc_texts, encode
-    from retrieval.retriever import build_or_load
-
-    root = Path(args.index_dir or Path(args.out) / "indexes")
-    stored = find_index(model, dataset, spec, root, slug(name))
-    if stored is not None:
-        echo(f"  reusing document embeddings of the index at {stored.path}")
-    elif len(ids) == len(dataset.corpus):
-        stored = build_or_load(model, name, dataset.corpus, root / slug(name), spec, rebuild=args.index_dir is None,
-                               source=dataset.source)
-        echo(f"  indexed the corpus at {stored.path}")
-    if stored is not None and stored.vectors() is not None:
-        row = {d: i for i, d in enumerate(stored.meta.doc_ids)}
-        return np.asarray(stored.vectors()[[row[d] for d in ids]], dtype=np.float32)
-    return normalize(encode(model, doc_texts(dataset.corpus, ids), spec.document_prompt, spec.batch_size, role="document"))
-
-
-def model_geometry(name: str, dataset, args: argparse.Namespace, ids: list[str], classes: dict[str, str]) -> dict:
-    """Encode what the measures need with one model and run :func:`retrieval.geometry.measure_all`."""
-    import numpy as np
-
-    from retrieval.encode import encode
-    from retrieval.geometry import DEFAULT_SIGMAS, GeometryConfig, measure_all
+def options_from_args(args: argparse.Namespace):
+    """The library's settings of a measurement, from this command's flags."""
+    from retrieval.geometry import DEFAULT_SIGMAS, GeometryConfig
+    from retrieval.geometry_job import GeometryOptions
     from retrieval.retriever import IndexSpec
 
-    model = load_model_from_args(args, name)
-    spec = IndexSpec(query_prompt=args.query_prompt, document_prompt=args.document_prompt, batch_size=args.batch_size)
-    docs = doc_vectors(model, name, dataset, ids, args, spec)
-    row = {d: i for i, d in enumerate(ids)}
-    pairs = [(q, d) for q, judged in sorted(dataset.split(args.split).items()) for d, rel in sorted(judged.items())
-             if rel > 0 and d in row]
-    if not pairs:
-        raise UsageError(f"no judged (query, document) pair of split {args.split!r} among the documents measured")
-    qids = sorted({q for q, _ in pairs})
-    queries = dataset.split_queries(args.split)
-    qvec = dict(zip(qids, encode(model, [queries[q] for q in qids], args.query_prompt, args.batch_size, role="query")))
-    relevant = {q: {row[d] for d, rel in dataset.split(args.split)[q].items() if rel > 0 and d in row} for q in qids}
-    exclude = [sorted(relevant[q]) for q, _ in pairs]
-    labelled = [d for d in ids if d in classes]
     config = GeometryConfig(n_pairs=args.n_pairs, temperature=args.temperature, seed=args.seed,
                             sigmas=tuple(args.sigmas) if args.sigmas else DEFAULT_SIGMAS)
-    result = measure_all(docs, np.stack([qvec[q] for q, _ in pairs]), docs[[row[d] for _, d in pairs]],
-                         docs[[row[d] for d in labelled]] if labelled else None,
-                         [classes[d] for d in labelled] if labelled else None, exclude, config)
-    result["source"] = {"data": dataset.source, "split": args.split, "model": name,
-                        "classes_from": f"labels:{args.labels}:{args.label_field}" if args.labels else f"qrels:{args.split}"}
-    return result
+    spec = IndexSpec(query_prompt=args.query_prompt, document_prompt=args.document_prompt, batch_size=args.batch_size)
+    return GeometryOptions(split=args.split, index_dir=args.index_dir, spec=spec, max_docs=args.max_docs,
+                           labels=args.labels, label_field=args.label_field, config=config)
 
 
 def run(args: argparse.Namespace) -> int:
-    from index.atomic import write_text
-    from retrieval.geometry import classes_from_qrels
-    from retrieval.geometry_plots import geometry_report, summary
+    from retrieval.geometry_job import measure_geometry, report_title, write_geometry_report
+    from retrieval.geometry_plots import summary
     from retrieval.models import DEFAULT_MODEL
     from retrieval.report import metrics_table
     from retrieval.sources import resolve
@@ -182,19 +84,11 @@ def run(args: argparse.Namespace) -> int:
     sweep_config = tau_config(args, names[0]) if args.tau_sweep else None
     out = Path(args.out)
     dataset = resolve(args.data, strict=args.strict)
-    qrels = dataset.split(args.split)
-    judged = {d for docs in qrels.values() for d, rel in docs.items() if rel > 0}
-    ids = sample_doc_ids(list(dataset.corpus), judged, args.max_docs, args.seed)
-    classes = read_labels(args.labels, args.label_field) if args.labels else classes_from_qrels(qrels, ids)
-    echo(f"{dataset.describe()}; measuring {len(ids)} documents, {len(set(classes.values()))} classes")
-    results = {}
-    for name in names:
-        echo(f"model {name}")
-        results[name] = model_geometry(name, dataset, args, ids, classes)
-    write_text(out / "geometry.json", json.dumps(results, indent=1) + "\n")
-    sweep = run_tau_sweep(args, dataset, sweep_config) if sweep_config else None
-    title = f"# Geometry report: {dataset.name} ({args.split})\n\n"
-    write_text(out / "geometry.md", title + geometry_report(results, out, sweep=sweep) + "\n")
+    options = options_from_args(args)
+    results = measure_geometry(dataset, names, out, options, load=lambda name: load_model_from_args(args, name),
+                               say=echo)
+    sweep = run_tau_sweep(args, dataset, sweep_config) if sweep_config else None  # needs finetune: not in the library
+    write_geometry_report(results, out, report_title(dataset, args.split), sweep=sweep)
     echo(metrics_table(summary(results)))
     if sweep:
         echo(metrics_table({f"tau={t:g}": {"ndcg@10": _num(n), "uniformity": _num(u), "query_uniformity": _num(q)}
@@ -235,12 +129,13 @@ def run_tau_sweep(args: argparse.Namespace, dataset, config) -> dict:
     """Fine-tune ``config.base`` once per tau, reusing its saved document index as the base index when one matches."""
     from finetune.tau_sweep import tau_sweep
     from index.atomic import write_text
-    from retrieval.retriever import IndexSpec
+    from retrieval.geometry_job import index_folders, index_root, slug
+    from retrieval.retriever import IndexSpec, find_matching_index
 
     base_index = None
     if not (args.query_prompt or args.document_prompt):  # fine-tuning indexes without prompts
-        stored = find_index(load_model_from_args(args, config.base), dataset, IndexSpec(),
-                            Path(args.index_dir or Path(args.out) / "indexes"), slug(config.base))
+        folders = index_folders(index_root(args.out, args.index_dir), slug(config.base))
+        stored = find_matching_index(load_model_from_args(args, config.base), dataset.corpus, IndexSpec(), folders)
         base_index = stored.path if stored is not None else None
     echo(f"tau sweep: {len(args.taus)} fine-tunes of {config.base} ({config.mode} mode, {config.epochs} epochs each)")
     sweep = tau_sweep(dataset, config, Path(args.out) / "tau_sweep", tuple(args.taus), base_index, args.n_pairs, args.seed)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from retrieval.cli.common import add_config_arg, add_data_args, echo
+
+logger = logging.getLogger(__name__)
 
 DESCRIPTION = """Evaluate the base model, mine hard negatives, fine-tune, index, evaluate base vs tuned vs
 BM25 vs hybrid (RRF) on the test split with paired significance tests, and write a report.
@@ -49,21 +52,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _geometry_step(args: argparse.Namespace, config):
-    """`retrieval geometry` for base vs tuned over the run's own indexes (nothing re-encoded but queries)."""
+    """Geometry of base vs tuned over the run's own indexes (nothing re-encoded but queries), into RUN/geometry.
+
+    Calls the library (:func:`retrieval.geometry_job.run_geometry`), not the command line:
+    the plots are drawn once, with the report's model labels. A user error (bad data, a
+    mismatching index) skips the section, as the rest of the run is still worth reporting.
+    """
 
     def step(run) -> str | None:
-        import json
+        from retrieval.cli import _user_errors
+        from retrieval.geometry_job import GeometryOptions, run_geometry
+        from retrieval.sources import resolve
 
-        from retrieval.cli import main as cli
-        from retrieval.geometry_plots import geometry_report
-
-        code = cli(["geometry", "--model", config.base, "--model", str(run.model_dir), "--data", args.data,
-                    "--split", config.test_split or "test", "--out", str(run.geometry_dir), "--index-dir", str(run.indexes)])
-        if code != 0 or not run.geometry_json.exists():
+        options = GeometryOptions(split=config.test_split or "test", index_dir=run.indexes)
+        display = {config.base: f"base ({config.base})", str(run.model_dir): "tuned"}
+        try:
+            dataset = resolve(args.data, strict=args.strict)
+            output = run_geometry(dataset, [config.base, str(run.model_dir)], run.geometry_dir, options,
+                                  display=display, relative_to=run.path, say=echo)
+        except _user_errors() as err:
+            logger.warning("geometry skipped: %s", err)
             return None
-        labels = {config.base: f"base ({config.base})", str(run.model_dir): "tuned"}
-        results = {labels.get(name, name): value for name, value in json.loads(run.geometry_json.read_text()).items()}
-        return geometry_report(results, run.geometry_dir, relative_to=run.path)
+        return output.markdown
 
     return step
 
