@@ -52,6 +52,16 @@ class FinetuneConfig:
                                      "squared distance of unit vectors)")
     learnable_temperature: bool = _f(False, "learn tau (mode full)")
     symmetric: bool = _f(False, "add the document->query InfoNCE term (mode full)")
+    queue_size: int = _f(0, "MoCo-style queue (mode full, --loss infonce, one process, no --gradient-cache): the document "
+                            "embeddings of the last batches, up to this many rows, join every query's candidates as extra "
+                            "negatives (queued known positives masked); 0: off", fingerprint_default=True)
+    momentum: float = _f(0.0, "with --queue-size: momentum m of a copy of the encoder that embeds the queued documents "
+                              "(theta_k = m theta_k + (1-m) theta_q after each step, e.g. 0.999); 0: the queue holds the "
+                              "online encoder's own embeddings", fingerprint_default=True)
+    matryoshka_dims: str = _f("", "Matryoshka training (mode full): comma-separated embedding widths, e.g. 384,256,128,64, "
+                                  "whose truncated embeddings each get the loss (sentence-transformers' MatryoshkaLoss); "
+                                  "recorded in the model folder (matryoshka.json) for `retrieval index build --dim`; "
+                                  "'': off", fingerprint_default=True)
     num_negatives: int = _f(1, "mined hard negatives per query (mode full)")
     starved: str = _f("in-batch", "queries left with fewer than --num-negatives mined negatives after the false-negative "
                                   "filter (mode full): 'in-batch' trains them on in-batch negatives alone, 'drop' leaves "
@@ -78,6 +88,9 @@ class FinetuneConfig:
     def fingerprint(self, *, exclude: tuple[str, ...] = ("test_split", "batch_size_encode")) -> str:
         """A hash of the settings that change the trained model (checkpoints resume only under the same one)."""
         data = {k: v for k, v in dataclasses.asdict(self).items() if k not in exclude}
+        for f in dataclasses.fields(self):  # fields added later count only when set: older runs keep their hash
+            if f.metadata.get("fingerprint_default") and data.get(f.name) == f.default:
+                data.pop(f.name, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def validate(self) -> None:
@@ -111,8 +124,49 @@ class FinetuneConfig:
                 alpha = -1.0
             if not 0 <= alpha <= 1:
                 raise UsageError(f"--interpolate must be 'auto', 'none' or a number in [0, 1], not {self.interpolate!r}")
+        self._validate_queue_and_matryoshka()
         if not 0 < self.dev_fraction < 1:
             raise UsageError(f"--dev-fraction must be between 0 and 1, got {self.dev_fraction}")
+
+
+    def parsed_matryoshka_dims(self) -> list[int]:
+        """``--matryoshka-dims`` as a list of widths (empty when off); UsageError when it does not parse."""
+        from retrieval.errors import UsageError
+
+        text = self.matryoshka_dims.strip()
+        if not text:
+            return []
+        try:
+            dims = [int(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            dims = []
+        if not dims or any(d <= 0 for d in dims) or len(set(dims)) != len(dims):
+            raise UsageError(f"--matryoshka-dims must be distinct positive integers separated by commas, e.g. "
+                             f"384,256,128,64; got {self.matryoshka_dims!r}")
+        return dims
+
+    def _validate_queue_and_matryoshka(self) -> None:
+        from retrieval.errors import UsageError
+
+        if self.queue_size < 0:
+            raise UsageError(f"--queue-size must be >= 0 (0: no queue), got {self.queue_size}")
+        if not 0 <= self.momentum < 1:
+            raise UsageError(f"--momentum must be in [0, 1), got {self.momentum}")
+        if self.momentum > 0 and not self.queue_size:
+            raise UsageError("--momentum needs --queue-size > 0 (the momentum encoder embeds the queued documents)")
+        if self.queue_size:
+            if self.mode != "full" or self.loss != "infonce":
+                raise UsageError("--queue-size needs --mode full and --loss infonce")
+            if self.gradient_cache:
+                raise UsageError("--queue-size does not combine with --gradient-cache")
+        dims = self.parsed_matryoshka_dims()
+        if dims:
+            if self.mode != "full":
+                raise UsageError("--matryoshka-dims needs --mode full")
+            if self.momentum > 0:
+                raise UsageError("--matryoshka-dims with --momentum > 0 is not implemented (use --momentum 0)")
+            if self.gradient_cache and self.learnable_temperature:
+                raise UsageError("--matryoshka-dims with --gradient-cache and --learnable-temperature is not implemented")
 
 
 def add_to_parser(parser, cls=FinetuneConfig) -> None:

@@ -137,6 +137,15 @@ class FullSetup(_Setup):
         self.evaluator = self._evaluator(pool, doc_texts=[doc_text(corpus[d]) for d in pool])
 
     def _loss(self, config: FinetuneConfig):
+        loss = self._base_loss(config)
+        dims = config.parsed_matryoshka_dims()
+        if not dims:
+            return loss
+        from finetune.losses.matryoshka import matryoshka_loss
+
+        return matryoshka_loss(self.model, loss, dims)
+
+    def _base_loss(self, config: FinetuneConfig):
         if config.loss == "nce":
             from finetune.losses.nce import NCE
 
@@ -155,6 +164,15 @@ class FullSetup(_Setup):
             from finetune.losses.cached_info_nce import CachedInfoNCE
 
             return CachedInfoNCE(self.model, mini_batch_size=config.mini_batch_size, **kwargs)
+        if config.queue_size:
+            import os
+
+            from finetune.losses.queue import QueueInfoNCE
+            from retrieval.errors import UsageError
+
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+                raise UsageError("--queue-size is single-process only (not implemented under torchrun)")
+            return QueueInfoNCE(self.model, queue_size=config.queue_size, momentum=config.momentum, **kwargs)
         from finetune.losses.info_nce import InfoNCE
 
         return InfoNCE(self.model, **kwargs)
@@ -174,6 +192,11 @@ class FullSetup(_Setup):
 
         self.model.max_seq_length = self.max_seq_length
         save_model(self.model, path)
+        if self.config.parsed_matryoshka_dims():  # the widths `retrieval index build --dim` may truncate to
+            from finetune.losses.matryoshka import write_record
+            from retrieval.models import embedding_dim
+
+            write_record(path, self.config.parsed_matryoshka_dims(), embedding_dim(self.model))
         return self.model
 
     def tuned_index(self, model, dataset: Dataset, out: Path):

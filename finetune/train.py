@@ -224,6 +224,10 @@ def _trainer(setup, config: FinetuneConfig, out: Path):
         from transformers import EarlyStoppingCallback
 
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping))
+    if config.momentum > 0:  # the queue's momentum encoder follows the online one after each optimizer step
+        from finetune.losses.queue import trainer_callbacks
+
+        callbacks += trainer_callbacks(setup.loss)
     return trainer_cls(model=setup.model, args=args, train_dataset=setup.train_dataset, loss=setup.loss,
                        evaluator=setup.evaluator, callbacks=callbacks)
 

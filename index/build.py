@@ -29,6 +29,20 @@ def normalize(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def truncate(x: np.ndarray, dim: int) -> np.ndarray:
+    """The first ``dim`` coordinates of every row, L2-renormalised (float32 copy): a Matryoshka prefix.
+
+    A prefix of a unit vector is no longer unit, and an inner-product index scores cosines only
+    over unit vectors, hence the renormalisation (zero rows stay zero).
+    """
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"expected a 2-D array of embeddings, got shape {x.shape}")
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not 1 <= dim <= x.shape[1]:
+        raise ValueError(f"cannot truncate embeddings of dimension {x.shape[1]} to {dim!r}")
+    return normalize(x[:, : int(dim)])
+
+
 def _as_float32(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 

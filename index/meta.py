@@ -2,8 +2,8 @@
 
 ``meta.json`` names the model (and a fingerprint of its weights), the corpus (a
 fingerprint of its texts and the document ids in index order), how vectors were
-made (normalisation, prompts, backend) and how the index was built (factory
-string, search parameters), plus checksums of the files beside it.
+made (normalisation, prompts, backend, Matryoshka truncation) and how the index was
+built (factory string, search parameters), plus checksums of the files beside it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ IDENTITY_FIELDS = (
     "query_prompt",
     "document_prompt",
     "factory",
+    "truncate_dim",
 )
 
 
@@ -50,6 +51,9 @@ class IndexMeta:
     corpus_source: str = ""
     backend: str = "torch"
     search_params: dict[str, Any] = field(default_factory=dict)
+    # Matryoshka truncation: the vectors are the first ``dim`` coordinates of the model's embeddings,
+    # renormalised; query vectors wider than ``dim`` are cut the same way at search. None: full width.
+    truncate_dim: int | None = None
     files: dict[str, str] = field(default_factory=dict)
     created: str = ""
     format_version: int = FORMAT_VERSION

@@ -22,7 +22,7 @@ import faiss
 import numpy as np
 
 from index.atomic import atomic_dir, file_sha256, recover
-from index.build import normalize
+from index.build import normalize, truncate
 from index.meta import META_FILE, IndexIntegrityError, IndexMeta, IndexMismatchError
 
 logger = logging.getLogger(__name__)
@@ -47,10 +47,14 @@ class StoredIndex:
     def search(self, queries: np.ndarray, k: int) -> tuple[list[list[str]], np.ndarray]:
         """Top-``k`` document ids and scores for each query vector (best first).
 
-        Query vectors are normalised like the documents were. Slots FAISS leaves
-        empty (``-1``, fewer than ``k`` hits) are dropped from the id lists.
+        Query vectors are normalised like the documents were (and, for a Matryoshka-truncated
+        index, cut to its first ``dim`` coordinates first). Slots FAISS leaves empty (``-1``,
+        fewer than ``k`` hits) are dropped from the id lists.
         """
-        q = normalize(queries) if self.meta.normalized else np.ascontiguousarray(queries, dtype=np.float32)
+        if self.meta.truncate_dim and np.ndim(queries) == 2 and np.shape(queries)[1] > self.meta.dim:
+            q = truncate(queries, self.meta.dim)  # full-width query vectors, cut like the documents were
+        else:
+            q = normalize(queries) if self.meta.normalized else np.ascontiguousarray(queries, dtype=np.float32)
         if q.shape[1] != self.meta.dim:
             raise IndexMismatchError(f"query vectors have dimension {q.shape[1]}, the index has {self.meta.dim}")
         k = min(k, len(self))
@@ -219,6 +223,8 @@ def _meta_problem(meta: IndexMeta) -> str | None:
         return "checksums must name files inside the index directory"
     if not isinstance(meta.search_params, dict):
         return "search_params must be an object"
+    if meta.truncate_dim is not None and (meta.truncate_dim != meta.dim or not meta.normalized):
+        return f"truncate_dim {meta.truncate_dim!r} must equal dim {meta.dim} of a normalised index"
     return None
 
 

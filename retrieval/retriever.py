@@ -16,7 +16,7 @@ import numpy as np
 from ranx import Run
 
 from index import IndexMeta, IndexMismatchError, StoredIndex, build_index, load_index, save_index
-from index.build import normalize
+from index.build import normalize, truncate
 from index.store import stores_vectors
 from retrieval.encode import DEFAULT_BATCH_SIZE, corpus_fingerprint, doc_texts, encode
 from retrieval.models import embedding_dim, model_fingerprint
@@ -40,17 +40,24 @@ class IndexSpec:
     document_prompt: str | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
     save_embeddings: bool = True
+    dim: int | None = None  # Matryoshka: index the first ``dim`` coordinates, renormalised (None: full width)
 
 
 def expectation(model: SentenceTransformer, corpus: dict, spec: IndexSpec) -> dict:
+    full = embedding_dim(model)
+    if spec.dim is not None and not 1 <= spec.dim <= full:
+        from retrieval.errors import UsageError
+
+        raise UsageError(f"cannot truncate the embeddings of dimension {full} to {spec.dim}")
     return {
         "model_fingerprint": model_fingerprint(model, "document"),
         "corpus_fingerprint": corpus_fingerprint(corpus),
-        "dim": embedding_dim(model),
+        "dim": spec.dim or full,
         "normalized": True,
         "query_prompt": spec.query_prompt,
         "document_prompt": spec.document_prompt,
         "factory": spec.factory,
+        "truncate_dim": spec.dim,
     }
 
 
@@ -104,7 +111,8 @@ def build_or_load(
                 raise
             logger.warning("%s; rebuilding", err)
     ids = list(corpus)
-    vectors = normalize(encode(model, doc_texts(corpus, ids), spec.document_prompt, spec.batch_size, progress, role="document"))
+    vectors = encode(model, doc_texts(corpus, ids), spec.document_prompt, spec.batch_size, progress, role="document")
+    vectors = truncate(vectors, spec.dim) if spec.dim else normalize(vectors)
     index = build_index(vectors, spec.factory, normalized=False)
     meta = IndexMeta(model=model_name, doc_ids=ids, corpus_source=source, **expect)
     keep = spec.save_embeddings and not stores_vectors(index)  # a flat index holds them already: no second copy
@@ -150,7 +158,9 @@ def search(
     """Encode ``queries`` with the index's query prompt and return the top-``k`` as a Run.
 
     The model's *document* side must be the one that built the index (a model tuned
-    on the query side only searches its base model's index).
+    on the query side only searches its base model's index). Against a Matryoshka-truncated
+    index (``meta.truncate_dim``) the full-width query vectors are cut to the index's ``dim``
+    and renormalised, as the documents were (:meth:`index.StoredIndex.search` does it).
     """
     check_model(stored, model)
     qids = list(queries)

@@ -49,6 +49,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "quantisation), onnx / onnx-int8 / openvino (sentence-transformers backends; need the "
                         "optional packages), openvino-int8 (static int8 calibrated on 300 of your documents) "
                         "(default: torch)")
+    g.add_argument("--dim", type=int, default=None,
+                   help="Matryoshka: index only the first DIM coordinates of each embedding, renormalised (queries are "
+                        "cut the same way at search; recorded as truncate_dim in meta.json); refused unless the model "
+                        "was trained for DIM (its matryoshka.json, written by `retrieval finetune --matryoshka-dims`) "
+                        "(default: full width)")
+    g.add_argument("--force-dim", action="store_true",
+                   help="with --dim: truncate even though the model records no Matryoshka training for DIM")
     g.add_argument("--shards", type=int, default=1, help="encode in this many resumable shards on disk (default: 1)")
     g.add_argument("--workers", type=int, default=1, help="with --shards: encoding processes, each writing its shards (default: 1)")
     g.add_argument("--shard-dir", default=None, help="with --shards: folder of the shard files (default: OUT.shards beside OUT)")
@@ -104,11 +111,14 @@ def build(args: argparse.Namespace) -> int:
 
     if args.shards < 1 or args.workers < 1:
         raise UsageError("--shards and --workers must be at least 1")
+    if args.dim is not None and args.shards > 1:
+        raise UsageError("--dim does not combine with --shards (not implemented); build it with --shards 1")
     dataset = resolve(args.data, strict=args.strict)
     model = _load(args, _calibration(dataset, args))
+    _truncate_model(model, args)
     factory = _factory(args, len(dataset.corpus), embedding_dim(model))
     spec = IndexSpec(factory=factory, query_prompt=args.query_prompt, document_prompt=args.document_prompt,
-                     batch_size=args.batch_size, save_embeddings=not args.no_embeddings)
+                     batch_size=args.batch_size, save_embeddings=not args.no_embeddings, dim=args.dim)
     out = Path(args.out)
     stored = _reuse(out, model, dataset.corpus, spec, args)
     if stored is None:
@@ -119,6 +129,30 @@ def build(args: argparse.Namespace) -> int:
     echo(f"index at {out}: {len(stored)} documents, dim {stored.meta.dim}, {stored.meta.factory}{params}, "
          f"backend {stored.meta.backend}")
     return 0
+
+
+def _truncate_model(model, args: argparse.Namespace) -> None:
+    """Check ``--dim`` against the model's width and Matryoshka record, then make the model encode at that width.
+
+    sentence-transformers' ``truncate_dim`` cuts every embedding the model returns, so the
+    documents, the recall-tuning queries and ``--factory auto`` all see the truncated width.
+    """
+    if args.dim is None:
+        if args.force_dim:
+            raise UsageError("--force-dim needs --dim")
+        return
+    from finetune.losses.matryoshka import RECORD_FILE, read_record
+    from retrieval.models import embedding_dim
+
+    full = embedding_dim(model)
+    if not 1 <= args.dim <= full:
+        raise UsageError(f"--dim {args.dim}: the model's embeddings have {full} dimensions; pick 1..{full}")
+    trained = read_record(args.model)
+    if args.dim != full and (trained is None or args.dim not in trained) and not args.force_dim:
+        what = f"it was trained for {','.join(map(str, trained))}" if trained else f"it has no {RECORD_FILE}"
+        raise UsageError(f"--dim {args.dim}: model {args.model!r} was not Matryoshka-trained for {args.dim} dimensions "
+                         f"({what}); retrain with --matryoshka-dims, or pass --force-dim to truncate anyway")
+    model.truncate_dim = args.dim
 
 
 def _reuse(out: Path, model, corpus: dict, spec, args: argparse.Namespace):
