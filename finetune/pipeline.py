@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from finetune.config import FinetuneConfig
 from index.atomic import atomic_path
 from retrieval import rundir
@@ -72,7 +74,7 @@ def tune(opts: TuneOptions) -> dict[str, Any]:
     from retrieval.sources import resolve
 
     run = rundir.RunDir(Path(opts.out))
-    progress = _Progress(4 + bool(opts.general) + bool(opts.geometry))
+    progress = _Progress(4 + bool(opts.general) + bool(opts.geometry) + bool(opts.config.parsed_matryoshka_dims()))
     dataset = progress.stage("load data", resolve, opts.data, strict=opts.strict)
     fingerprints = {"corpus": corpus_fingerprint(dataset.corpus),
                     "qrels": {s: _qrels_fingerprint(q) for s, q in sorted(dataset.qrels.items())},
@@ -87,10 +89,13 @@ def tune(opts: TuneOptions) -> dict[str, Any]:
     general = (progress.stage("forgetting guard", _cached, run, "general", {**inputs, "general": opts.general},
                               _general, opts, run) if opts.general else None)
     evaluation["recommendation"] = _recommend(evaluation, general)
+    widths = (progress.stage("matryoshka widths", _cached, run, "widths", inputs, _widths, dataset, opts, run)
+              if opts.config.parsed_matryoshka_dims() else None)
     geometry_inputs = {k: v for k, v in inputs.items() if k not in ("k", "fusion")}  # geometry reads no run
     geometry_md = (progress.stage("geometry", _cached, run, "geometry", geometry_inputs, opts.geometry, run,
                                   outputs=(run.geometry_json,)) if opts.geometry else None)
-    progress.stage("report", _report, dataset, opts, run, evaluation, general, geometry_md, fingerprints, progress.seconds)
+    progress.stage("report", _report, dataset, opts, run, evaluation, general, geometry_md, fingerprints, progress.seconds,
+                   widths)
     return {"metrics": evaluation["metrics"], "seconds": progress.seconds, "run_dir": run.path,
             "general": {k: v for k, v in general.items() if k != "per_query"} if general else None,
             "recommendation": evaluation.get("recommendation"), "seen_unseen": evaluation.get("seen_unseen")}
@@ -232,6 +237,26 @@ def _tuned_index(tuned, dataset: Dataset, run: rundir.RunDir, spec, base_index):
     return build_or_load(tuned, str(run.model_dir), dataset.corpus, run.tuned_index, spec, source=dataset.source)
 
 
+def _widths(dataset: Dataset, opts: TuneOptions, run: rundir.RunDir) -> list[dict]:
+    """The tuned model at each ``--matryoshka-dims`` width on the test split (:func:`retrieval.widths.width_rows`)."""
+    from retrieval.encode import encode
+    from retrieval.models import load_model
+    from retrieval.retriever import IndexSpec, build_or_load
+    from retrieval.widths import width_rows
+
+    spec = IndexSpec(batch_size=opts.config.batch_size_encode)
+    tuned = load_model(str(run.model_dir))
+    base_index = build_or_load(load_model(opts.config.base), opts.config.base, dataset.corpus, run.base_index, spec,
+                               source=dataset.source)
+    stored = _tuned_index(tuned, dataset, run, spec, base_index)
+    split = opts.config.test_split or "test"
+    queries = dataset.split_queries(split)
+    qids = list(queries)
+    vectors = encode(tuned, [queries[q] for q in qids], None, opts.config.batch_size_encode, False, "query")
+    return width_rows(np.asarray(stored.vectors()), stored.meta.doc_ids, np.asarray(vectors), qids, dataset.split(split),
+                      opts.config.parsed_matryoshka_dims(), k=opts.k)
+
+
 def _general(opts: TuneOptions, run: rundir.RunDir) -> dict[str, Any]:
     """Base and tuned on a second dataset: does the domain gain cost general ability?"""
     from retrieval.evaluate import evaluate
@@ -259,7 +284,7 @@ def _general(opts: TuneOptions, run: rundir.RunDir) -> dict[str, Any]:
 
 
 def _report(dataset: Dataset, opts: TuneOptions, run: rundir.RunDir, evaluation: dict, general: dict | None,
-            geometry_md: str | None, fingerprints: dict, seconds: dict) -> None:
+            geometry_md: str | None, fingerprints: dict, seconds: dict, widths: list[dict] | None = None) -> None:
     from retrieval import plots
     from retrieval.tune_report import seen_unseen, write_reports
 
@@ -284,5 +309,5 @@ def _report(dataset: Dataset, opts: TuneOptions, run: rundir.RunDir, evaluation:
     ctx = {"recommendation": evaluation.get("recommendation"), "title": f"{opts.config.base} tuned on {dataset.name}", "seen_unseen": split_rows, "metrics": evaluation["metrics"],
            "comparison": evaluation["comparison"], "per_query": per_query,
            "queries": evaluation["queries"], "n_queries": len(evaluation["queries"]), "figures": figures,
-           "general": general, "geometry_md": geometry_md, "settings": settings}
+           "general": general, "geometry_md": geometry_md, "settings": settings, "widths": widths}
     write_reports(run.path, ctx)

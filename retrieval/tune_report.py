@@ -158,6 +158,13 @@ def build_markdown(ctx: dict[str, Any]) -> str:
         parts += [f"## Forgetting guard: {g['name']}", "",
                   "The same models on a second dataset the model was not tuned on; a drop here is general ability "
                   "lost to the domain gain.", "", markdown_table(g["metrics"]), ""]
+    if ctx.get("widths"):
+        from retrieval.widths import widths_markdown
+
+        parts += ["## Matryoshka widths", "",
+                  "The tuned model at each trained width (first d coordinates, renormalised, queries and documents "
+                  "alike; exact search on the test split): what a shorter vector costs and saves. "
+                  "`retrieval index build --dim d` builds that index.", "", widths_markdown(ctx["widths"]), ""]
     if ctx.get("geometry_md"):
         parts += [ctx["geometry_md"], ""]
     parts += ["## Settings and fingerprints", "", "Rerunning with these settings on data with these fingerprints reproduces this report.",

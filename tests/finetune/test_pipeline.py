@@ -48,9 +48,14 @@ def test_tune_writes_every_artefact_and_a_self_contained_report(tiny_model_path,
     from retrieval.cli import main
 
     data, out = make_user_folder(tmp_path / "user"), tmp_path / "run"
-    assert main(["tune", "--data", str(data), "--base", str(tiny_model_path), "--out", str(out), *TUNE_FLAGS]) == 0
+    assert main(["tune", "--data", str(data), "--base", str(tiny_model_path), "--out", str(out), *TUNE_FLAGS,
+                 "--matryoshka-dims", "32,16"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"base", "tuned", "bm25", "hybrid"}
+    widths = json.loads((out / "stages" / "widths.json").read_text())["value"]
+    assert [w["dim"] for w in widths] == [32, 16]
+    assert widths[0]["ndcg@10"] == pytest.approx(metrics["tuned"]["ndcg@10"], abs=1e-6)  # full width = the tuned run
+    assert json.loads((out / "model" / "matryoshka.json").read_text())
     assert {"ndcg@10", "recall@1", "recall@5", "recall@10", "recall@20", "recall@100", "mrr@10"} <= set(metrics["tuned"])
     for name in ("run.json", "comparison.json", "per_query.json", "curves.json", "runs/hybrid.trec", "model/modules.json"):
         assert (out / name).exists(), name
@@ -59,6 +64,7 @@ def test_tune_writes_every_artefact_and_a_self_contained_report(tiny_model_path,
     assert html.count("<figure><img") == html.count("<img") and "<figcaption>" in html  # captions under the figures
     report = (out / "report.md").read_text()
     assert "## Significance" in report and "## Embedding geometry" in report and "unseen documents" in report
+    assert "## Matryoshka widths" in report and "| 16 |" in report
     assert not (out / "checkpoints").exists()  # deleted once the model was exported
     info = json.loads((out / "run.json").read_text())
     assert Path(info["data_path"]).is_absolute() and Path(info["data_path"]) == data.resolve()
