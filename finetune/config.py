@@ -45,11 +45,12 @@ class FinetuneConfig:
         "infonce", "training objective of mode full: 'infonce' softmax over in-batch + mined negatives; 'nce' one "
         "binary (sigmoid) decision per candidate on cosine / tau; 'siglip' pairwise sigmoid on t*cosine + b with t, b "
         "learnt (Zhai et al. 2023); 'triplet' hinge on cosine distance against each query's mined negatives "
-        "(--triplet-margin)", choices=LOSSES,
+        "(--triplet-margin)", choices=LOSSES, fingerprint_default=True,
     )
     temperature: float = _f(0.05, "InfoNCE (and NCE) temperature tau (logits are cosine / tau)")
     triplet_margin: float = _f(0.1, "margin of --loss triplet, in cosine distance 1 - cos (FaceNet's 0.2 on the "
-                                     "squared distance of unit vectors)")
+                                     "squared distance of unit vectors)",
+                                 fingerprint_default=True)
     learnable_temperature: bool = _f(False, "learn tau (mode full)")
     symmetric: bool = _f(False, "add the document->query InfoNCE term (mode full)")
     queue_size: int = _f(0, "MoCo-style queue (mode full, --loss infonce, one process, no --gradient-cache): the document "
@@ -65,7 +66,8 @@ class FinetuneConfig:
     num_negatives: int = _f(1, "mined hard negatives per query (mode full)")
     starved: str = _f("in-batch", "queries left with fewer than --num-negatives mined negatives after the false-negative "
                                   "filter (mode full): 'in-batch' trains them on in-batch negatives alone, 'drop' leaves "
-                                  "them out, as the plain sentence-transformers recipe does", choices=("in-batch", "drop"))
+                                  "them out, as the plain sentence-transformers recipe does", choices=("in-batch", "drop"),
+                       fingerprint_default=True)
     rank_start: int = _f(10, "mined negatives come from base-model ranks [rank_start, rank_end), counted among "
                              "non-positive documents")
     rank_end: int = _f(100, "end of the mining rank window (exclusive)")

@@ -248,10 +248,11 @@ def test_the_new_flags_leave_the_fingerprint_of_older_settings_alone():
     import json
 
     config = FinetuneConfig()
-    data = {k: v for k, v in dataclasses.asdict(config).items()
-            if k not in ("test_split", "batch_size_encode", "queue_size", "momentum", "matryoshka_dims")}
+    later = ("queue_size", "momentum", "matryoshka_dims", "loss", "triplet_margin", "starved")  # added after runs existed
+    data = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("test_split", "batch_size_encode", *later)}
     assert config.fingerprint() == hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-    assert FinetuneConfig(queue_size=64).fingerprint() != config.fingerprint()
+    for changed in (dict(queue_size=64), dict(loss="nce"), dict(starved="drop"), dict(triplet_margin=0.3)):
+        assert FinetuneConfig(**changed).fingerprint() != config.fingerprint(), changed
 
 
 def test_full_setup_builds_the_queue_loss(tiny_model, monkeypatch):
