@@ -18,9 +18,15 @@ from collections.abc import Iterable, Mapping
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 logger = logging.getLogger(__name__)
+
+try:  # merges the candidate columns into one forward pass, as MultipleNegativesRankingLoss does
+    from sentence_transformers.base.losses.merged_forward import embed_columns
+except ImportError:  # pragma: no cover - older sentence-transformers
+    def embed_columns(model: nn.Module, features_list: Iterable[dict[str, Tensor]]) -> list[Tensor]:
+        return [model(features)["sentence_embedding"] for features in features_list]
 
 class PositivePairs:
     """The known relevant ``(query_idx, doc_idx)`` pairs of a training set, for vectorised lookup.
@@ -173,6 +179,13 @@ class BatchLossMixin:
     """
 
     mask_known_positives: bool
+
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
+        """The sentence-transformers loss contract: embed every column, then :meth:`loss_from_embeddings`."""
+        embeddings = embed_columns(self.model, list(sentence_features))
+        loss, stats = self.loss_from_embeddings(embeddings, labels)
+        self.record_stats(loss, stats)
+        return loss
     positives: PositivePairs | None
     last_stats: dict[str, float] = {}
     _stats_sum: dict[str, float] = {}

@@ -18,13 +18,9 @@ import torch
 from torch import Tensor, nn
 
 from finetune.distributed import average_gradient_hook, gather_no_grad, gather_with_grad, is_multi_process, world
-from finetune.losses.core import BatchLossMixin, PositivePairs, as_positive_pairs, info_nce_from_scores, known_positive_mask
-
-try:  # merges the candidate columns into one forward pass, as MultipleNegativesRankingLoss does
-    from sentence_transformers.base.losses.merged_forward import embed_columns
-except ImportError:  # pragma: no cover - older sentence-transformers
-    def embed_columns(model: nn.Module, features_list: Iterable[dict[str, Tensor]]) -> list[Tensor]:
-        return [model(features)["sentence_embedding"] for features in features_list]
+from finetune.losses.core import (  # noqa: F401 - embed_columns re-exported for the other losses
+    BatchLossMixin, PositivePairs, as_positive_pairs, embed_columns, info_nce_from_scores, known_positive_mask,
+)
 
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 1.0  # clamp of a learnt temperature (CLIP caps 1/tau at 100)
 
@@ -128,12 +124,6 @@ class InfoNCE(BatchLossMixin, nn.Module):
         if not self.learnable_temperature:
             return self._temperature
         return self.log_temperature.exp().clamp(MIN_TEMPERATURE, MAX_TEMPERATURE)
-
-    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
-        embeddings = embed_columns(self.model, list(sentence_features))
-        loss, stats = self.loss_from_embeddings(embeddings, labels)
-        self.record_stats(loss, stats)
-        return loss
 
     def loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
         """The loss of one batch from its column embeddings ``[queries, positives, negatives_1..n]``."""

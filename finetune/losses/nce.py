@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from finetune.losses.core import BatchLossMixin, PositivePairs, as_positive_pairs, candidate_mask
-from finetune.losses.info_nce import cosine_scores, embed_columns
+from finetune.losses.info_nce import cosine_scores
 
 CITATION = """
 @inproceedings{gutmann2010noise,
@@ -131,12 +131,6 @@ class NCE(BatchLossMixin, nn.Module):
         self.temperature = float(temperature)
         self.positives = as_positive_pairs(positives)
         self.mask_known_positives = mask_known_positives
-
-    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
-        embeddings = embed_columns(self.model, list(sentence_features))
-        loss, stats = self.loss_from_embeddings(embeddings, labels)
-        self.record_stats(loss, stats)
-        return loss
 
     def loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
         """The loss of one batch from its column embeddings ``[queries, positives, negatives_1..n]``."""

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from finetune.distributed import average_gradient_hook
 from finetune.losses.core import BatchLossMixin, PositivePairs, as_positive_pairs, candidate_mask
-from finetune.losses.info_nce import cosine_scores, embed_columns
+from finetune.losses.info_nce import cosine_scores
 
 CITATION = """
 @misc{zhai2023sigmoidlosslanguageimage,
@@ -139,12 +139,6 @@ class SigLIP(BatchLossMixin, nn.Module):
     @property
     def bias(self) -> float:
         return float(self.logit_bias.detach())
-
-    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
-        embeddings = embed_columns(self.model, list(sentence_features))
-        loss, stats = self.loss_from_embeddings(embeddings, labels)
-        self.record_stats(loss, stats)
-        return loss
 
     def loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None) -> tuple[Tensor, dict[str, Tensor]]:
         """The loss of one batch from its column embeddings ``[queries, positives, negatives_1..n]``."""
