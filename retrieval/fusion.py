@@ -6,7 +6,12 @@ scores, which is why it is the default; any ranx fusion method can be named.
 
 from __future__ import annotations
 
+import warnings
+
 from ranx import Run, fuse
+
+# ranx's RRF kernel warns about an index cast on its first call (numba, from its own frame): not the user's concern
+warnings.filterwarnings("ignore", message="unsafe cast from uint64 to int64")
 
 
 def hybrid(runs: list[Run], method: str = "rrf", name: str = "hybrid", norm: str | None = None) -> Run:
