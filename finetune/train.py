@@ -56,10 +56,26 @@ class FinetuneResult:
 
     @property
     def best_dev(self) -> dict[str, float] | None:
-        """The dev evaluation that selected the checkpoint (best on the selection metric)."""
+        """The dev evaluation that selected the checkpoint (best on the selection metric).
+
+        The step-0 evaluation scores the base model, which is no checkpoint: it counts only when
+        there is no other (a run that never beat it is flagged by :attr:`beats_base`).
+        """
         rows = [h for h in self.dev_history if self.select in h] or self.dev_history
+        rows = [h for h in rows if h.get("step", 0) > 0] or rows
         key = self.select if rows and self.select in rows[0] else "ndcg@10"
         return max(rows, key=lambda h: h[key]) if rows else None
+
+
+    @property
+    def beats_base(self) -> bool | None:
+        """Whether the selected checkpoint scored above the base model's step-0 dev evaluation (None: no step 0)."""
+        start = next((h for h in self.dev_history if h.get("step", 0) == 0), None)
+        best = self.best_dev
+        if start is None or best is None or best is start:
+            return None
+        key = self.select if self.select in best and self.select in start else "ndcg@10"
+        return best[key] > start[key]
 
 
 class _Stages:
@@ -148,6 +164,10 @@ def finetune(dataset: Dataset, config: FinetuneConfig, out: str | Path, base_ind
         pairs_per_second=round(min(trained_rows, len(setup.rows)) / max(train_seconds, 1e-9), 2),
         dev=split.summary(), select=setup.evaluator.select_key, interpolation=interpolation,
     )
+    if result.beats_base is False and (interpolation is None or interpolation.get("alpha", 1) > 0):
+        logger.warning("no checkpoint beat the base model on dev (%s); the exported model is worse than base there: "
+                       "keep the base model, or rerun with --interpolate auto to fall back to its weights",
+                       result.select)
     from finetune.export import write_model_card
 
     write_model_card(out / "model", config, dataset, result)
@@ -177,6 +197,7 @@ def _interpolate(setup, base, config: FinetuneConfig) -> dict[str, Any]:
 
 def _summary(config: FinetuneConfig, result: FinetuneResult) -> dict[str, Any]:
     return {"settings": dataclasses.asdict(config), "dev_split": result.dev_split, "best_dev": result.best_dev,
+            "beats_base_on_dev": result.beats_base,
             "dev": result.dev, "select": result.select, "interpolation": result.interpolation,
             "dev_history": result.dev_history, "test": result.test_metrics, "mining": result.mining,
             "seconds": result.seconds, "pairs_per_second": result.pairs_per_second,

@@ -94,3 +94,17 @@ def test_starved_queries_are_left_out_with_starved_drop(tiny_model_path, beir_di
     config = _config(tiny_model_path, mode="full", rank_start=40, rank_end=50, num_negatives=1, epochs=1, starved="drop")
     with pytest.raises(UsageError, match="--starved drop left no training query"):
         finetune(ds, config, tmp_path / "drop")
+
+
+def test_the_base_models_step_0_evaluation_is_never_reported_as_the_selected_checkpoint():
+    from pathlib import Path
+
+    from finetune.train import FinetuneResult
+
+    history = [{"epoch": 0.0, "step": 0, "ndcg@10": 0.70}, {"epoch": 1.0, "step": 5, "ndcg@10": 0.60},
+               {"epoch": 2.0, "step": 10, "ndcg@10": 0.65}]
+    result = FinetuneResult(model_path=Path("m"), dev_split="", dev_history=history, train_log=[], test_metrics=None,
+                            mining={})
+    assert result.best_dev["step"] == 10 and result.beats_base is False  # the base (step 0) stays best on dev
+    history[2]["ndcg@10"] = 0.75
+    assert result.best_dev["step"] == 10 and result.beats_base is True
