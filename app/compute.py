@@ -145,7 +145,7 @@ SPARE_COLORS = ["#d55e00", "#56b4e9", "#f0e442", "#000000"]
 def system_colors(systems: list[str]) -> list[str]:
     """A colour per system in ``systems`` order, never the same colour twice."""
     used, out = set(), []
-    spare = iter(c for c in SPARE_COLORS)
+    spare = iter(SPARE_COLORS)
     for name in systems:
         color = SYSTEM_COLORS.get(name)
         if color is None or color in used:
