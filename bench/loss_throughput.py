@@ -16,12 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import sys
 import time
 from pathlib import Path
-
-# bench/finetune.py would shadow the finetune package: import the project's packages, not siblings.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 
 def default_data() -> str:

@@ -34,8 +34,9 @@ from finetune.config import FinetuneConfig
 from finetune.dev_split import dev_split
 from finetune.pairs import TrainQueries, epoch_rows, train_queries
 from index.atomic import write_text
-from retrieval.errors import UsageError
 from retrieval.data import Dataset
+from retrieval.errors import UsageError
+from retrieval.stages import Stages
 
 logger = logging.getLogger(__name__)
 
@@ -78,18 +79,6 @@ class FinetuneResult:
         return best[key] > start[key]
 
 
-class _Stages:
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    def run(self, name: str, fn, *args, **kwargs):
-        logger.info("stage: %s", name)
-        start = time.perf_counter()
-        result = fn(*args, **kwargs)
-        self.seconds[name] = round(time.perf_counter() - start, 2)
-        return result
-
-
 def precision_flags(precision: str) -> dict[str, bool]:
     """Trainer flags for the chosen precision; ``auto`` picks bf16 where the hardware runs it natively."""
     import torch
@@ -112,8 +101,13 @@ def _cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def finetune(dataset: Dataset, config: FinetuneConfig, out: str | Path, base_index: str | Path | None = None) -> FinetuneResult:
-    """Run every stage; rerunning with the same settings resumes from the last checkpoint."""
+def finetune(dataset: Dataset, config: FinetuneConfig, out: str | Path, base_index: str | Path | None = None,
+             base_model=None) -> FinetuneResult:
+    """Run every stage; rerunning with the same settings resumes from the last checkpoint.
+
+    ``base_model``: ``config.base`` already loaded (the main job passes its own, so the base
+    model is read from disk once per job); it is never trained, the trainer gets a copy.
+    """
     from finetune.negatives import MiningConfig, mine_hard_negatives, save_mined
     from retrieval.encode import encode
     from retrieval.models import load_model
@@ -121,8 +115,8 @@ def finetune(dataset: Dataset, config: FinetuneConfig, out: str | Path, base_ind
 
     config.validate()
     out = Path(out)
-    stages = _Stages()
-    base = stages.run("load base model", load_model, config.base)
+    stages = Stages(log=logger)
+    base = base_model if base_model is not None else stages.run("load base model", load_model, config.base)
     spec = IndexSpec(batch_size=config.batch_size_encode)
     stored = stages.run("base index", build_or_load, base, config.base, dataset.corpus,
                         Path(base_index) if base_index else out / "indexes" / "base", spec, source=dataset.source)
@@ -143,9 +137,9 @@ def finetune(dataset: Dataset, config: FinetuneConfig, out: str | Path, base_ind
     counts = {"queries": len(queries), "negatives": sum(len(v) for v in mined.negatives.values()),
               "suspects": len(mined.suspects), "starved": len(mined.starved)}
 
-    from finetune.setups import SETUPS
+    from finetune.modes import SETUPS
 
-    setup = SETUPS[config.mode](dataset, config, queries, mined, stored, np.asarray(documents), split)
+    setup = SETUPS[config.mode](dataset, config, queries, mined, stored, np.asarray(documents), split, base)
     trainer = _trainer(setup, config, out)
     start = time.perf_counter()
     stages.run("train", _train, trainer, out, config)
@@ -207,7 +201,7 @@ def _summary(config: FinetuneConfig, result: FinetuneResult) -> dict[str, Any]:
 def _trainer(setup, config: FinetuneConfig, out: Path):
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
-    from finetune.logging import StatsTrainer
+    from finetune.stats_trainer import StatsTrainer
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     steps_per_epoch = max(1, math.ceil(setup.rows_per_epoch / (config.batch_size * world)))

@@ -7,7 +7,7 @@ FAISS wiki), simplified on purpose to three regimes:
   Exact search over 100k x 384 floats takes a few ms per query; nothing to tune.
 * larger corpora whose float32 vectors fit the budget: ``IVF{nlist},Flat`` with
   ``nlist ~ 4 sqrt(n)`` (a power of two), tuned afterwards to a target recall
-  (:mod:`index.tune`). HNSW is not chosen automatically: it costs ~2x the
+  (:mod:`index.autotune`). HNSW is not chosen automatically: it costs ~2x the
   memory of the links, builds an order of magnitude slower on a few cores, and
   IVF's nprobe is a smoother knob to tune; ask for ``HNSW32`` explicitly.
 * corpora whose vectors do not fit: ``IVF{nlist},PQ{m}`` with the largest

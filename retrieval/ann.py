@@ -2,8 +2,8 @@
 
 Two things every ANN index of this project goes through, whichever command built it:
 
-* :func:`tune_stored` sets ``nprobe`` / ``efSearch`` to the smallest value reaching a
-  target Recall@10 against exact search (:mod:`index.tune`), measured on the dataset's
+* :func:`autotune_stored` sets ``nprobe`` / ``efSearch`` to the smallest value reaching a
+  target Recall@10 against exact search (:mod:`index.autotune`), measured on the dataset's
   *queries*, which are not in the index (held out by construction), and records it in
   ``meta.json`` so every later load serves that setting.
 * :func:`exact_twin` is a brute-force index over the same stored vectors, so a report
@@ -23,7 +23,7 @@ from index import StoredIndex
 from index.build import normalize
 from index.meta import META_FILE
 from index.atomic import write_text
-from index.tune import TuneResult, tune
+from index.autotune import AutotuneResult, autotune
 from retrieval.encode import DEFAULT_BATCH_SIZE
 
 if TYPE_CHECKING:
@@ -52,21 +52,21 @@ def record_meta(stored: StoredIndex, **fields) -> None:
     write_text(stored.path / META_FILE, stored.meta.to_json())
 
 
-def tune_stored(
+def autotune_stored(
     stored: StoredIndex,
     model: SentenceTransformer,
     queries: list[str],
     target_recall: float = 0.95,
     batch_size: int = DEFAULT_BATCH_SIZE,
     backend: str | None = None,
-) -> TuneResult | None:
+) -> AutotuneResult | None:
     """Tune ``stored``'s knob to ``target_recall`` and record it; ``None`` when there is nothing to tune.
 
     ``queries`` (texts; the first :data:`TUNING_QUERIES` are used) are encoded with the
     index's query prompt. Without queries, indexed vectors serve leave-one-out. An
     index saved without ``embeddings.npy`` cannot be measured and is left as it is.
     """
-    from index.tune import knob
+    from index.autotune import knob
     from retrieval.backends import encode_with_backend
 
     if target_recall <= 0 or knob(stored.index) is None:
@@ -80,7 +80,7 @@ def tune_stored(
     if texts:
         query_vectors = normalize(encode_with_backend(model, texts, stored.meta.query_prompt, batch_size,
                                                       progress=False, backend=backend))
-    result = tune(stored.index, np.asarray(vectors), target_recall, queries=query_vectors)
+    result = autotune(stored.index, np.asarray(vectors), target_recall, queries=query_vectors)
     if stored.path is not None and result.params != stored.meta.search_params:
         record_meta(stored, search_params=result.params)
     return result

@@ -2,7 +2,7 @@
 
 Both are raised anywhere below the command line (readers, sources, fine-tuning,
 config checks) with a message that is already the whole explanation, on one line.
-The command line (``retrieval.cli.main``) catches them, together with the index's
+The command line (``cli.main``) catches them, together with the index's
 ``IndexMismatchError``/``IndexIntegrityError`` and ``FileNotFoundError``, prints
 ``error: <message>`` to stderr and exits with status 2; anything else is a bug and
 keeps its traceback. Keep messages to one line (escape newlines from user data,

@@ -41,7 +41,7 @@ def summary(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
         sim, probe, nce = r.get("class_similarity") or {}, r.get("linear_probe") or {}, r["infonce"]
         nan = float("nan")
         row = {"anisotropy": r["anisotropy"], "alignment": r["alignment"], "uniformity": r["uniformity"],
-               "q_anisotropy": _num(r.get("query_anisotropy")), "q_uniformity": _num(r.get("query_uniformity")),
+               "q_anisotropy": nan_if_none(r.get("query_anisotropy")), "q_uniformity": nan_if_none(r.get("query_uniformity")),
                "class_gap": sim.get("gap", float("nan")), "hist_overlap": sim.get("overlap", float("nan")),
                "probe_acc": probe["accuracy"][0] if probe else float("nan"),
                "mi_bound": nce["mi_bound"][-1] if nce["k"] else float("nan")}
@@ -49,7 +49,7 @@ def summary(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
     return rows
 
 
-def _num(value: float | None) -> float:
+def nan_if_none(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 

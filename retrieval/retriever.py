@@ -83,6 +83,29 @@ def find_matching_index(
     return None
 
 
+def load_if_matching(folder: str | Path, model: SentenceTransformer, corpus: dict[str, dict[str, str]],
+                     spec: IndexSpec | None = None, *, backend: str = "torch", overwrite: bool = False) -> StoredIndex | None:
+    """The index in ``folder`` when it matches model, corpus, ``spec`` and ``backend``; None when there is none.
+
+    A mismatch is an :class:`~index.IndexMismatchError` naming what differs, unless
+    ``overwrite`` (then None: the caller builds over it).
+    """
+    from index.store import read_meta
+
+    folder = Path(folder)
+    if not (folder / "meta.json").exists():
+        return None
+    try:
+        found = read_meta(folder).backend
+        if found != backend:
+            raise IndexMismatchError(f"{folder}: index does not match: backend: index has {found!r}, expected {backend!r}")
+        return load_index(folder, expect=expectation(model, corpus, spec or IndexSpec()))
+    except IndexMismatchError:
+        if not overwrite:
+            raise
+        return None
+
+
 def build_or_load(
     model: SentenceTransformer,
     model_name: str,

@@ -13,7 +13,8 @@ never recomputed; a crash loses at most the shards in progress.
 Several processes each encode and write their own shards: shard ``i`` belongs to rank
 ``i % world``. Two ways to start them, no home-made scheduler:
 
-* ``torchrun --nproc-per-node G -m retrieval.shard_encode --data D --model M --out DIR --shards N``
+* ``torchrun --nproc-per-node G -m cli.shard_worker --data D --model M --out DIR --shards N``
+  (:func:`encode_this_rank` in each process)
   (one process per GPU; ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` come from torchrun); then
   ``retrieval index build --shards N --shard-dir DIR`` finds every shard done and only indexes;
 * :func:`encode_shards` with ``workers > 1`` on CPU: a ``spawn`` multiprocessing pool, one
@@ -22,7 +23,6 @@ Several processes each encode and write their own shards: shard ``i`` belongs to
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import multiprocessing
@@ -204,41 +204,57 @@ def build_from_shards(paths: list[Path], factory: str, blocks_dir: Path):
     return build_index(np.concatenate(shards), factory, normalized=False)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point for ``torchrun -m retrieval.shard_encode``: this rank's shards only."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="dataset folder or name (as for `retrieval index build`)")
-    parser.add_argument("--model", required=True, help="sentence-transformers model name or folder")
-    parser.add_argument("--out", required=True, help="shard folder")
-    parser.add_argument("--shards", type=int, required=True, help="number of shards")
-    parser.add_argument("--document-prompt", default=None, help="text prepended to every document")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="encoding batch size")
-    parser.add_argument("--backend", default="torch", help="encoding backend (see retrieval.backends)")
-    args = parser.parse_args(argv)
+def build_sharded_index(out: str | Path, model, model_name: str, dataset, spec, n_shards: int, shard_dir: str | Path, *,
+                        workers: int = 1, backend: str = "torch", device: str | None = None,
+                        calibration: list[str] | None = None):
+    """Encode ``dataset``'s corpus in ``n_shards`` resumable shards under ``shard_dir``, then index and save to ``out``.
+
+    Finished shards (e.g. written by ``torchrun -m cli.shard_worker``) are reused; the saved
+    index carries the same metadata as one built in one piece, so it is checked the same way.
+    """
+    from index import IndexMeta, save_index
+    from index.store import stores_vectors
     from retrieval.encode import doc_texts
+    from retrieval.models import model_fingerprint
+    from retrieval.retriever import expectation
+
+    shard_dir = Path(shard_dir)
+    ids = list(dataset.corpus)
+    paths = encode_shards(model_name, doc_texts(dataset.corpus, ids), shard_dir, n_shards, spec.document_prompt,
+                          spec.batch_size, workers, backend, device=device,
+                          model_object=model if workers == 1 else None, progress=True,
+                          fingerprint=model_fingerprint(model), calibration=calibration)
+    index = build_from_shards(paths, spec.factory, shard_dir / "blocks")
+    meta = IndexMeta(model=model_name, doc_ids=ids, corpus_source=dataset.source, backend=backend,
+                     **expectation(model, dataset.corpus, spec))
+    keep = spec.save_embeddings and not stores_vectors(index)  # a flat index holds its vectors already
+    return save_index(out, index, meta, load_shards(paths) if keep else None)
+
+
+def encode_this_rank(data: str, model_name: str, out: str | Path, n_shards: int, document_prompt: str | None = None,
+                     batch_size: int = DEFAULT_BATCH_SIZE, backend: str = "torch") -> list[int]:
+    """This process's shards of ``data``'s corpus, as one ``torchrun`` rank (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``).
+
+    Rank 0 checks (or writes) the folder's manifest; each rank encodes shard ``i`` where
+    ``i % WORLD_SIZE == RANK``, on GPU ``LOCAL_RANK`` when there is one. Returns the shards done.
+    """
+    import torch
+
+    from retrieval.backends import NEEDS_CALIBRATION, calibration_sample
+    from retrieval.encode import doc_texts
+    from retrieval.models import model_fingerprint
     from retrieval.sources import resolve
 
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local = int(os.environ.get("LOCAL_RANK", 0))
-    import torch
-
     device = f"cuda:{local}" if torch.cuda.is_available() else None
-    from retrieval.models import model_fingerprint
-
-    texts = doc_texts(resolve(args.data).corpus)
-    from retrieval.backends import NEEDS_CALIBRATION, calibration_sample
-
-    calibration = calibration_sample(texts) if args.backend in NEEDS_CALIBRATION else None
-    model = load_model_with_backend(args.model, args.backend, device, calibration_texts=calibration)
-    manifest = _manifest(texts, args.model, args.shards, args.document_prompt, args.backend, True, model_fingerprint(model))
+    texts = doc_texts(resolve(data).corpus)
+    calibration = calibration_sample(texts) if backend in NEEDS_CALIBRATION else None
+    model = load_model_with_backend(model_name, backend, device, calibration_texts=calibration)
+    manifest = _manifest(texts, model_name, n_shards, document_prompt, backend, True, model_fingerprint(model))
     if rank == 0:
-        _check_manifest(Path(args.out), manifest)
-    job = {"folder": args.out, "bounds": manifest["bounds"], "texts": texts, "model": args.model, "backend": args.backend,
-           "prompt": args.document_prompt, "batch_size": args.batch_size, "normalize": True, "device": device,
+        _check_manifest(Path(out), manifest)
+    job = {"folder": str(out), "bounds": manifest["bounds"], "texts": texts, "model": model_name, "backend": backend,
+           "prompt": document_prompt, "batch_size": batch_size, "normalize": True, "device": device,
            "model_object": model}
-    run_rank(rank, world, job)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return run_rank(rank, world, job)

@@ -175,7 +175,7 @@ class BatchLossMixin:
     """Label handling and statistics of a loss with :class:`~finetune.losses.info_nce.InfoNCE`'s contract.
 
     Needs ``mask_known_positives`` and ``positives`` attributes. ``last_stats`` holds the last
-    step's statistics as floats (read by :class:`finetune.logging.StatsTrainer`).
+    step's statistics as floats (read by :class:`finetune.stats_trainer.StatsTrainer`).
     """
 
     mask_known_positives: bool

@@ -35,7 +35,7 @@ class Matryoshka(MatryoshkaLoss):
     .. math:: \mathcal{L} = \sum_{d \in D} w_d \, \mathcal{L}_{\text{inner}}\big(
               \operatorname{norm}(e_{1..d}) \text{ for every embedding } e\big)
 
-    with ``w_d = 1`` by default. ``last_stats`` (read by :class:`finetune.logging.StatsTrainer`)
+    with ``w_d = 1`` by default. ``last_stats`` (read by :class:`finetune.stats_trainer.StatsTrainer`)
     holds the inner loss's statistics at the full (largest) width under their usual names, plus
     ``loss@d`` and ``accuracy@d`` (when the inner loss reports an accuracy) for every width.
 

@@ -50,9 +50,9 @@ def build_run(root: Path, base_model: Path, variant: str = "tuned-index") -> Pat
     from sentence_transformers import SentenceTransformer
 
     from retrieval import rundir
-    from retrieval.evaluate import compare, evaluate
-    from retrieval.retriever import build_or_load, search
+    from retrieval.retriever import build_or_load
     from retrieval.sources import resolve
+    from retrieval.systems import evaluate_systems
 
     data = make_beir(root / "data")
     dataset = resolve(str(data), download=False)
@@ -60,7 +60,7 @@ def build_run(root: Path, base_model: Path, variant: str = "tuned-index") -> Pat
     qrels, queries = dataset.split("test"), dataset.split_queries("test")
     base = SentenceTransformer(str(base_model), device="cpu")
     stored = build_or_load(base, str(base_model), dataset.corpus, run.base_index, progress=False, source=str(data))
-    runs = {"base": search(stored, base, queries, k=100, name="base", progress=False)}
+    systems = {"base": (base, stored)}
     tuned_rel = None
     if variant != "base-only":
         tuned_rel = "model"
@@ -74,12 +74,8 @@ def build_run(root: Path, base_model: Path, variant: str = "tuned-index") -> Pat
             router = Router.for_query_document(query_modules=list(query), document_modules=list(base))
             SentenceTransformer(modules=[router], device="cpu").save(str(run.model_dir))
             tuned, tuned_index = SentenceTransformer(str(run.model_dir), device="cpu"), stored
-        runs["tuned"] = search(tuned_index, tuned, queries, k=100, name="tuned", progress=False)
-    rundir.write_json(run.metrics_json, evaluate(qrels, runs))
-    if len(runs) > 1:
-        rundir.write_json(run.comparison_json, compare(qrels, runs).to_dict())
-    rundir.write_json(run.per_query_json, rundir.per_query_payload(qrels, runs))
-    rundir.write_json(run.curves_json, rundir.curves(qrels, runs))
+        systems["tuned"] = (tuned, tuned_index)
+    evaluate_systems(run, systems, queries, qrels)  # the files the main job writes, written the same way
     rundir.write_info(run, str(data), str(base_model), tuned_rel, settings={"variant": variant})
     return run.path
 

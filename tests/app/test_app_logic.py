@@ -238,7 +238,7 @@ def test_the_run_directory_comes_from_argv_else_the_environment(monkeypatch):
 
 
 def test_retrieval_app_serves_the_installed_entry_script_headless_on_the_given_port(tmp_path):
-    from retrieval.cli import app_cmd
+    from cli import app_cmd
 
     cmd = app_cmd.command(tmp_path, port=9123)
     assert cmd[1:4] == ["-m", "streamlit", "run"] and Path(cmd[4]) == Path(__file__).resolve().parents[2] / "app" / "main.py"
@@ -248,7 +248,7 @@ def test_retrieval_app_serves_the_installed_entry_script_headless_on_the_given_p
 
 
 def test_retrieval_app_on_a_missing_directory_says_how_to_create_it(tmp_path, capsys):
-    from retrieval.cli import main
+    from cli import main
 
     assert main(["app", str(tmp_path / "nope")]) == 2
     assert f"retrieval tune --data DATA --out {tmp_path / 'nope'}" in capsys.readouterr().err

@@ -61,7 +61,7 @@ def served(fresh_run, tmp_path: Path):
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "RETRIEVAL_DATA"} | {"RETRIEVAL_CACHE": str(tmp_path / "cache")}
     port = free_port()
-    cli = "import sys; from retrieval.cli import main; sys.exit(main())"
+    cli = "import sys; from cli import main; sys.exit(main())"
     server = subprocess.Popen([sys.executable, "-c", cli, "app", str(run), "--port", str(port)], cwd=elsewhere, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"

@@ -155,7 +155,7 @@ def test_masked_candidates_get_exactly_zero_gradient(monkeypatch, name):
 
 @pytest.mark.parametrize("loss", ["infonce", "nce", "siglip", "triplet"])
 def test_config_accepts_every_loss_in_mode_full_and_builds_it(loss):
-    from finetune.setups import FullSetup
+    from finetune.modes import FullSetup
 
     config = FinetuneConfig(mode="full", loss=loss)
     config.validate()

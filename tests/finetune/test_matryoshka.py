@@ -100,7 +100,7 @@ def test_config_parses_and_checks_the_widths():
 
 
 def test_full_setup_wraps_the_chosen_loss(tiny_model):
-    from finetune.setups import FullSetup
+    from finetune.modes import FullSetup
 
     setup = FullSetup.__new__(FullSetup)
     setup.model, setup.positives = tiny_model, POSITIVES
@@ -122,7 +122,7 @@ def test_the_record_round_trips_and_a_missing_or_bad_one_reads_as_none(tmp_path)
 
 
 def test_full_mode_with_matryoshka_and_a_queue_records_the_widths_for_index_build(tiny_model_path, beir_dir, tmp_path):
-    from retrieval.cli import main
+    from cli import main
     from retrieval.data import load_beir
     from finetune.train import finetune
 

@@ -256,7 +256,7 @@ def test_the_new_flags_leave_the_fingerprint_of_older_settings_alone():
 
 
 def test_full_setup_builds_the_queue_loss(tiny_model, monkeypatch):
-    from finetune.setups import FullSetup
+    from finetune.modes import FullSetup
 
     setup = FullSetup.__new__(FullSetup)
     setup.model, setup.positives = tiny_model, POSITIVES

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.cli import main
+from cli import main
 
 PLOTS = ("similarity_hist.png", "projection.png", "probe_noise.png", "infonce_k.png", "summary.png")
 

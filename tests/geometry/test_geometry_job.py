@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -24,27 +23,40 @@ def _count_calls(monkeypatch, module, name: str) -> list:
     return calls
 
 
+def _job(data: Path, run_dir: Path, config):
+    from jobs.tune import Job, TuneOptions
+    from retrieval.sources import resolve
+
+    return Job(TuneOptions(data=str(data), out=run_dir, config=config, geometry=True), resolve(str(data)))
+
+
 def test_main_job_geometry_step_skips_the_command_line_and_draws_each_plot_once(
-        tiny_model_path, beir_dir, tmp_path, monkeypatch, capsys):
-    import retrieval.cli
+        tiny_model_path, beir_dir, tmp_path, monkeypatch, caplog):
+    import logging
+
+    import cli
     import retrieval.geometry_plots as plots
+    import retrieval.models
     from finetune.config import FinetuneConfig
-    from retrieval.cli.tune_cmd import _geometry_step
-    from retrieval.rundir import RunDir
+    from jobs.tune import _geometry
 
     def no_cli(*args, **kwargs):
         raise AssertionError("the geometry step went through the command-line parser")
 
-    monkeypatch.setattr(retrieval.cli, "main", no_cli)
-    monkeypatch.setattr(retrieval.cli, "build_parser", no_cli)
+    monkeypatch.setattr(cli, "main", no_cli)
+    monkeypatch.setattr(cli, "build_parser", no_cli)
     summaries = _count_calls(monkeypatch, plots, "plot_summary")
     projections = _count_calls(monkeypatch, plots, "plot_projection")
+    loads = _count_calls(monkeypatch, retrieval.models, "load_model")
 
-    run = RunDir(tmp_path / "run")
+    job = _job(beir_dir, tmp_path / "run", FinetuneConfig(base=str(tiny_model_path), test_split="train"))
+    run = job.run
     shutil.copytree(tiny_model_path, run.model_dir)  # the "tuned" model: same weights, so it shares the base index
-    config = FinetuneConfig(base=str(tiny_model_path), test_split="train")
-    markdown = _geometry_step(argparse.Namespace(data=str(beir_dir), strict=False), config)(run)
+    assert job.base is job.base and job.tuned is job.tuned  # loaded once, then passed along
+    caplog.set_level(logging.INFO)
+    markdown = _geometry(job)
 
+    assert len(loads) == 2  # the job's two loads; geometry measured the models it was handed
     assert len(summaries) == 1 and len(projections) == 1
     assert list(summaries[0][0]) == [f"base ({tiny_model_path})", "tuned"]  # drawn with the report's labels
     results = json.loads(run.geometry_json.read_text())
@@ -56,17 +68,17 @@ def test_main_job_geometry_step_skips_the_command_line_and_draws_each_plot_once(
     assert "## Embedding geometry" in markdown and "| tuned |" in markdown
     saved = (run.geometry_dir / "geometry.md").read_text()
     assert saved.startswith("# Geometry report: ") and "(similarity_hist.png)" in saved
-    assert "reusing document embeddings" in capsys.readouterr().out  # the tuned model found the base index
+    assert "reusing document embeddings" in caplog.text  # the tuned model found the base index
 
 
-def test_geometry_step_skips_the_section_on_a_user_error(tiny_model_path, tmp_path):
+def test_geometry_step_skips_the_section_on_a_user_error(tiny_model_path, beir_dir, tmp_path, caplog):
     from finetune.config import FinetuneConfig
-    from retrieval.cli.tune_cmd import _geometry_step
-    from retrieval.rundir import RunDir
+    from jobs.tune import _geometry
 
-    step = _geometry_step(argparse.Namespace(data=str(tmp_path / "missing"), strict=False),
-                          FinetuneConfig(base=str(tiny_model_path)))
-    assert step(RunDir(tmp_path / "run")) is None
+    job = _job(beir_dir, tmp_path / "run", FinetuneConfig(base=str(tiny_model_path), test_split="no-such-split"))
+    shutil.copytree(tiny_model_path, job.run.model_dir)
+    assert _geometry(job) is None
+    assert "geometry skipped" in caplog.text and "no-such-split" in caplog.text
 
 
 def test_loaded_models_are_measured_without_loading_by_name(tiny_model, beir_dir, tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from index import build_index, load_index, normalize, save_index
 from index.auto import choose_factory, choose_nlist, estimate_bytes, parse_bytes
 from index.meta import IndexMeta
-from index.tune import knob, recall_at_k, tune
+from index.autotune import autotune, knob, recall_at_k
 
 
 def clustered(n: int, dim: int = 32, centers: int = 50, spread: float = 0.35, seed: int = 0) -> np.ndarray:
@@ -76,14 +76,14 @@ def test_recall_counts_the_overlap_of_top_k():
 
 def test_exact_index_needs_no_tuning():
     x = clustered(500)
-    result = tune(build_index(x, "Flat"), x, 0.99)
+    result = autotune(build_index(x, "Flat"), x, 0.99)
     assert result.params == {} and result.reached
 
 
 def test_tuned_nprobe_reaches_target_recall_measured_against_flat(ivf_data):
     x, _ = ivf_data
     index = build_index(x, "IVF64,Flat", normalized=False)
-    result = tune(index, x, target_recall=0.9, n_queries=300)
+    result = autotune(index, x, target_recall=0.9, n_queries=300)
     assert result.reached and set(result.params) == {"nprobe"}
     # Re-measure independently on fresh held-out queries near the data (perturbed rows).
     rng = np.random.default_rng(7)
@@ -99,7 +99,7 @@ def test_tuned_nprobe_reaches_target_recall_measured_against_flat(ivf_data):
 def test_higher_target_never_gives_smaller_nprobe(ivf_data):
     x, _ = ivf_data
     index = build_index(x, "IVF64,Flat", normalized=False)
-    chosen = [tune(index, x, t, n_queries=200).params["nprobe"] for t in (0.5, 0.8, 0.9, 0.95, 0.99, 1.0)]
+    chosen = [autotune(index, x, t, n_queries=200).params["nprobe"] for t in (0.5, 0.8, 0.9, 0.95, 0.99, 1.0)]
     assert chosen == sorted(chosen)
     assert chosen[0] < chosen[-1]
 
@@ -108,7 +108,7 @@ def test_hnsw_tunes_ef_search_and_pq_tunes_nprobe(ivf_data):
     x, _ = ivf_data
     hnsw = build_index(x[:2000], "HNSW16", normalized=False)
     assert knob(hnsw)[0] == "efSearch"
-    assert tune(hnsw, x[:2000], 0.9, n_queries=100).reached
+    assert autotune(hnsw, x[:2000], 0.9, n_queries=100).reached
     pq = build_index(x, "OPQ8,IVF16,PQ8x4", normalized=False)
     assert knob(pq)[0] == "nprobe"
 
@@ -116,21 +116,21 @@ def test_hnsw_tunes_ef_search_and_pq_tunes_nprobe(ivf_data):
 def test_unreachable_target_returns_the_widest_setting_and_says_so(ivf_data):
     x, _ = ivf_data
     pq = build_index(x, "IVF16,PQ4x4", normalized=False)  # 2 bytes per vector cannot rank exactly
-    result = tune(pq, x, target_recall=1.0, n_queries=100)
+    result = autotune(pq, x, target_recall=1.0, n_queries=100)
     assert not result.reached and result.params == {"nprobe": 16} and result.recall < 1.0
 
 
 def test_explicit_query_vectors_are_used_without_leave_one_out(ivf_data):
     x, q = ivf_data
     index = build_index(x, "IVF64,Flat", normalized=False)
-    result = tune(index, x, 1.0, queries=q)
+    result = autotune(index, x, 1.0, queries=q)
     assert result.params == {"nprobe": 64} and result.recall == 1.0  # exhaustive IVF equals exact
 
 
 def test_tuned_params_survive_save_and_load(ivf_data, tmp_path):
     x, _ = ivf_data
     index = build_index(x, "IVF64,Flat", normalized=False)
-    result = tune(index, x, 0.9, n_queries=100)
+    result = autotune(index, x, 0.9, n_queries=100)
     meta = IndexMeta(model="m", model_fingerprint="f", dim=x.shape[1], doc_ids=[str(i) for i in range(len(x))],
                      corpus_fingerprint="c", factory="IVF64,Flat", search_params=result.params)
     save_index(tmp_path / "idx", index, meta)
@@ -141,7 +141,7 @@ def test_tuned_params_survive_save_and_load(ivf_data, tmp_path):
 def test_cli_auto_factory_and_tuned_nprobe_land_in_meta(tiny_model_path, tmp_path, capsys):
     import json
 
-    from retrieval.cli import main
+    from cli import main
     from tests.conftest import make_beir
 
     data = make_beir(tmp_path / "data", n_per_topic=12)  # 96 documents: enough to train 2 lists
@@ -172,7 +172,7 @@ def test_cli_auto_factory_and_tuned_nprobe_land_in_meta(tiny_model_path, tmp_pat
 
 
 def test_cli_impossible_memory_budget_is_a_usage_error(tiny_model_path, beir_dir, tmp_path, capsys):
-    from retrieval.cli import main
+    from cli import main
 
     args = ["index", "build", "--data", str(beir_dir), "--model", str(tiny_model_path), "--factory", "auto",
             "--memory-budget", "10B", "--out", str(tmp_path / "x")]

@@ -134,7 +134,7 @@ def test_on_disk_index_folder_can_be_moved(tmp_path):
 @pytest.mark.parametrize("factory", ["IVF2,Flat", "Flat"])
 def test_cli_sharded_build_answers_like_the_plain_build(tiny_model_path, tmp_path, factory):
     from index import load_index
-    from retrieval.cli import main
+    from cli import main
     from tests.conftest import make_beir
 
     data = make_beir(tmp_path / "data", n_per_topic=12)
@@ -154,17 +154,17 @@ def test_cli_sharded_build_answers_like_the_plain_build(tiny_model_path, tmp_pat
 
 
 def test_torchrun_ranks_each_write_their_shards_and_the_cli_then_only_indexes(tiny_model_path, tmp_path, monkeypatch):
+    from cli import main, shard_worker
     from retrieval import shard_encode
-    from retrieval.cli import main
     from tests.conftest import make_beir
 
     data = make_beir(tmp_path / "data", n_per_topic=12)
     folder = tmp_path / "shards"
     argv = ["--data", str(data), "--model", str(tiny_model_path), "--out", str(folder), "--shards", "3"]
-    for rank in (0, 1):  # what `torchrun --nproc-per-node 2 -m retrieval.shard_encode ...` starts
+    for rank in (0, 1):  # what `torchrun --nproc-per-node 2 -m cli.shard_worker ...` starts
         monkeypatch.setenv("RANK", str(rank))
         monkeypatch.setenv("WORLD_SIZE", "2")
-        assert shard_encode.main(argv) == 0
+        assert shard_worker.main(argv) == 0
     assert len(list(folder.glob("shard-*.npy"))) == 3
     monkeypatch.setattr(shard_encode, "encode_shard", lambda *a, **k: pytest.fail("a finished shard was re-encoded"))
     assert main(["index", "build", "--data", str(data), "--model", str(tiny_model_path), "--factory", "IVF2,Flat",

@@ -75,7 +75,7 @@ def _build(beir_dir, model, out, *extra) -> list[str]:
 
 
 def test_index_build_refuses_a_width_the_model_was_not_trained_for(tiny_model_path, beir_dir, tmp_path, capsys):
-    from retrieval.cli import main
+    from cli import main
 
     assert main(_build(beir_dir, tiny_model_path, tmp_path / "a", "--dim", "16")) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]  # one line (progress bars of the model load above it)
@@ -90,7 +90,7 @@ def test_index_build_refuses_a_width_the_model_was_not_trained_for(tiny_model_pa
 
 def test_index_build_with_force_or_a_record_truncates_and_search_cuts_the_queries(tiny_model_path, beir_dir, tmp_path,
                                                                                   capsys):
-    from retrieval.cli import main
+    from cli import main
     from retrieval.data import load_beir
     from retrieval.encode import doc_texts, encode
     from retrieval.models import load_model

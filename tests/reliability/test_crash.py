@@ -7,7 +7,7 @@ one of the two indexes the loop alternates between. Then the real path: a child
 indexes a generated corpus with the tiny model (``build_or_load``), replacing an
 older index, and is killed while encoding; the old index must still be there,
 whole, and a rerun must give the index an uninterrupted run gives. Killing during
-fine-tuning is tests/finetune/test_pipeline.py's job.
+fine-tuning is tests/jobs/test_tune_job.py's job.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def test_killed_while_indexing_keeps_the_old_index_and_the_rerun_equals_an_unint
 
 
 def _user_folder(folder: Path) -> Path:
-    """corpus.jsonl + pairs.jsonl over the tiny model's vocabulary (as in tests/finetune/test_pipeline.py)."""
+    """corpus.jsonl + pairs.jsonl over the tiny model's vocabulary (as in tests/jobs/test_tune_job.py)."""
     import json
 
     from tests.conftest import TOPICS
@@ -168,7 +168,7 @@ def test_training_resumed_after_a_kill_logs_the_same_losses_as_an_uninterrupted_
     data = _user_folder(tmp_path / "user")
 
     def cmd(out: Path) -> list[str]:
-        return [sys.executable, "-m", "retrieval.cli", "finetune", "--data", str(data), "--base", str(tiny_model_path),
+        return [sys.executable, "-m", "cli", "finetune", "--data", str(data), "--base", str(tiny_model_path),
                 "--out", str(out), "--epochs", "4", "--batch-size", "4", "--precision", "fp32", "--evals-per-epoch", "2",
                 "--learning-rate", "1e-3"]
 

@@ -37,7 +37,7 @@ def _subparsers(parser: argparse.ArgumentParser, prefix: str = ""):
 
 
 def test_every_trust_remote_code_flag_is_off_by_default():
-    from retrieval.cli import build_parser
+    from cli import build_parser
 
     flags = {}
     for name, sub in _subparsers(build_parser()):
@@ -63,8 +63,8 @@ class _Recorder:
 def test_the_cli_passes_trust_remote_code_to_sentence_transformers_only_when_asked(monkeypatch, argv, expected):
     import sentence_transformers
 
-    from retrieval.cli import build_parser
-    from retrieval.cli.common import load_model_from_args
+    from cli import build_parser
+    from cli.common import load_model_from_args
 
     monkeypatch.setattr(sentence_transformers, "SentenceTransformer", _Recorder)
     _Recorder.calls = []

@@ -100,7 +100,7 @@ def test_openvino_int8_is_calibrated_on_the_given_texts_and_cached_per_sample(ti
 
 def test_cli_builds_an_openvino_int8_index_with_two_shard_workers(tiny_model_path, beir_dir, tmp_path, monkeypatch):
     pytest.importorskip("optimum.intel.openvino", reason="optimum-intel[openvino] not installed")
-    from retrieval.cli import main
+    from cli import main
 
     monkeypatch.setenv("RETRIEVAL_CACHE", str(tmp_path / "cache"))
     idx = tmp_path / "idx"
@@ -111,7 +111,7 @@ def test_cli_builds_an_openvino_int8_index_with_two_shard_workers(tiny_model_pat
 
 
 def test_cli_records_the_backend_and_refuses_to_mix_backends(tiny_model_path, beir_dir, tmp_path, capsys):
-    from retrieval.cli import main
+    from cli import main
 
     idx = tmp_path / "idx"
     args = ["index", "build", "--data", str(beir_dir), "--model", str(tiny_model_path), "--out", str(idx)]
@@ -127,6 +127,6 @@ def test_cli_records_the_backend_and_refuses_to_mix_backends(tiny_model_path, be
 
 
 def test_every_backend_is_offered_by_the_cli():
-    from retrieval.cli.index_cmd import BACKEND_CHOICES
+    from cli.index_cmd import BACKEND_CHOICES
 
     assert set(BACKEND_CHOICES) == set(BACKENDS)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from retrieval.cli import build_parser, main
+from cli import build_parser, main
 
 
 def test_eval_writes_metrics_report_and_runs(tiny_model_path, beir_dir, tmp_path, capsys):

@@ -31,7 +31,7 @@ EF_SEARCH_MAX = 2048
 
 
 @dataclass
-class TuneResult:
+class AutotuneResult:
     """The chosen setting (``params``, ready for ``IndexMeta.search_params``) and how it was found."""
 
     params: dict[str, int]
@@ -82,7 +82,7 @@ def _drop_self(ids: np.ndarray, rows: np.ndarray | None, k: int) -> np.ndarray:
     return out
 
 
-def tune(
+def autotune(
     index: faiss.Index,
     vectors: np.ndarray,
     target_recall: float = 0.95,
@@ -90,7 +90,7 @@ def tune(
     queries: np.ndarray | None = None,
     n_queries: int = 1000,
     seed: int = 0,
-) -> TuneResult:
+) -> AutotuneResult:
     """Find the smallest nprobe / efSearch whose Recall@``k`` on held-out queries reaches ``target_recall``.
 
     ``vectors`` are the indexed vectors in index order (as indexed: normalised if the
@@ -102,7 +102,7 @@ def tune(
         raise ValueError(f"target recall must be in (0, 1], got {target_recall}")
     spec = knob(index)
     if spec is None:
-        return TuneResult(params={}, recall=1.0, reached=True, target=target_recall)
+        return AutotuneResult(params={}, recall=1.0, reached=True, target=target_recall)
     name, values = spec
     rows = None
     if queries is None:
@@ -121,6 +121,6 @@ def tune(
         curve.append((value, recall))
         logger.info("%s=%d: recall@%d %.4f", name, value, k, recall)
         if recall >= target_recall:
-            return TuneResult({name: value}, recall, True, target_recall, curve)
+            return AutotuneResult({name: value}, recall, True, target_recall, curve)
     logger.warning("%s up to %d reaches recall@%d %.4f < target %.4f", name, values[-1], k, curve[-1][1], target_recall)
-    return TuneResult({name: values[-1]}, curve[-1][1], False, target_recall, curve)
+    return AutotuneResult({name: values[-1]}, curve[-1][1], False, target_recall, curve)

@@ -4,7 +4,7 @@ For each dataset (``--n`` random unit vectors of dimension 384, SciFact's MiniLM
 vectors with its 300 test queries, and with ``--clustered N`` vectors drawn around N/100
 random centres, which have the local structure of real embeddings; with ``--sentences``
 every sentence of SciFact's abstracts, 44,484 real MiniLM vectors) and each index type,
-the same operations are done twice: through our API (``index.build_index`` -> ``index.tune`` -> ``StoredIndex.search``,
+the same operations are done twice: through our API (``index.build_index`` -> ``index.autotune`` -> ``StoredIndex.search``,
 which also normalises queries and maps rows to doc-id strings) and with raw FAISS calls
 (``index_factory`` / ``train`` on the same sample / ``add`` / ``ParameterSpace`` /
 ``index.search``). The table shows both and our overhead as a ratio (ours / raw time).
@@ -12,13 +12,13 @@ Searches are timed on the same index object (``StoredIndex.search`` vs ``index.s
 the query normalisation done inline), so the search ratio is what our wrapper adds; the
 raw build's Recall@10 (same setting) shows the two builds agree.
 
-nprobe / efSearch are tuned by ``index.tune`` to ``--target-recall`` on separate tuning
+nprobe / efSearch are tuned by ``index.autotune`` to ``--target-recall`` on separate tuning
 queries (SciFact: the 809 train queries; random: another ``--nq`` random vectors), then QPS and Recall@10 are measured on the evaluation queries at that setting.
 Both sides use ``faiss.omp_set_num_threads(--threads)``; each search is timed ``--repeat``
 times (more for searches under 0.2 s, ~1 s of repeats), ours and raw interleaved, and the
 best of each kept (the CPU is shared).
 
-    nice -n 10 python bench/index.py [--n 1000000] [--hnsw-n 200000] [--threads 2] [--clustered 1000000]
+    nice -n 10 python bench/ann_indexes.py [--n 1000000] [--hnsw-n 200000] [--threads 2] [--clustered 1000000]
                                      [--sentences] [--only HNSW IVF] [--skip-random] [--skip-scifact]
 """
 
@@ -27,28 +27,17 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-# This script is named like our `index` package, and every script in bench/ has bench/ on sys.path:
-# keep this folder off the path, and if another bench script imported this file as `index`, hand
-# it the real package instead (the import system returns whatever sys.modules holds afterwards).
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-if __name__ == "index":
-    import importlib
+import faiss
+import numpy as np
 
-    del sys.modules["index"]
-    sys.modules["index"] = importlib.import_module("index")
-
-import faiss  # noqa: E402
-import numpy as np  # noqa: E402
-
-from index import IndexMeta, StoredIndex, build_index  # noqa: E402
-from index.auto import choose_nlist  # noqa: E402
-from index.build import normalize  # noqa: E402
-from index.tune import recall_at_k, tune  # noqa: E402
+from index import IndexMeta, StoredIndex, build_index
+from index.auto import choose_nlist
+from index.build import normalize
+from index.autotune import autotune, recall_at_k
 
 SCIFACT_VECTORS = "/tmp/zs/indexes/all-MiniLM-L6-v2/embeddings.npy"
 SCIFACT_QUERIES = "/tmp/scifact_{split}_queries_minilm.npy"
@@ -179,7 +168,7 @@ def bench_dataset(name: str, x: np.ndarray, q: np.ndarray, q_tune: np.ndarray, a
                 t_ours = min(t_ours, t)
                 t, raw = best_time(lambda: raw_build(x, factory, train_size), 1)
                 t_raw = min(t_raw, t)
-        setting = tune(ours, x, args.target_recall, k=args.k, queries=q_tune).params if factory != "Flat" else {}
+        setting = autotune(ours, x, args.target_recall, k=args.k, queries=q_tune).params if factory != "Flat" else {}
         meta = IndexMeta(model="bench", model_fingerprint="-", dim=x.shape[1], doc_ids=ids, corpus_fingerprint="-",
                          factory=factory, search_params=setting)
         stored = StoredIndex(index=ours, meta=meta)

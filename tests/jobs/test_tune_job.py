@@ -45,7 +45,7 @@ def test_user_pairs_are_split_by_query_deterministically(tmp_path):
 
 
 def test_tune_writes_every_artefact_and_a_self_contained_report(tiny_model_path, tmp_path, capsys):
-    from retrieval.cli import main
+    from cli import main
 
     data, out = make_user_folder(tmp_path / "user"), tmp_path / "run"
     assert main(["tune", "--data", str(data), "--base", str(tiny_model_path), "--out", str(out), *TUNE_FLAGS,
@@ -140,12 +140,17 @@ def assert_trec_eval_agrees(out: Path, data: Path) -> None:
 
 def test_rerun_skips_the_finished_fine_tuning(tiny_model_path, tmp_path, monkeypatch):
     import finetune.train
+    import retrieval.models
     from finetune.config import FinetuneConfig
-    from finetune.pipeline import TuneOptions, tune
+    from jobs.tune import TuneOptions, tune
 
     data = make_user_folder(tmp_path / "user")
     config = FinetuneConfig(base=str(tiny_model_path), epochs=1, batch_size=4, precision="fp32")
-    first = tune(TuneOptions(data=str(data), out=tmp_path / "run", config=config))
+    loads, load = [], retrieval.models.load_model
+    monkeypatch.setattr(retrieval.models, "load_model", lambda name, *a, **k: loads.append(name) or load(name, *a, **k))
+    first = tune(TuneOptions(data=str(data), out=tmp_path / "run", config=config, geometry=True, general=str(data)))
+    # every stage (fine-tuning, evaluation, forgetting guard, geometry) used the job's two models
+    assert sorted(loads) == sorted([str(tiny_model_path), str(tmp_path / "run" / "model")]), loads
     monkeypatch.setattr(finetune.train, "finetune", lambda *a, **k: pytest.fail("fine-tuned again"))
     again = tune(TuneOptions(data=str(data), out=tmp_path / "run", config=config))
     assert again["metrics"] == first["metrics"]
@@ -153,35 +158,36 @@ def test_rerun_skips_the_finished_fine_tuning(tiny_model_path, tmp_path, monkeyp
 
 def test_a_rerun_with_nothing_changed_skips_every_stage_and_a_changed_flag_reruns_what_depends_on_it(
         tiny_model_path, tmp_path, monkeypatch):
-    import finetune.pipeline as pipeline
+    import jobs.tune as pipeline
     from finetune.config import FinetuneConfig
-    from finetune.pipeline import TuneOptions, tune
+    from jobs.tune import TuneOptions, tune
 
     data = make_user_folder(tmp_path / "user")
     config = FinetuneConfig(base=str(tiny_model_path), epochs=1, batch_size=4, precision="fp32")
     calls = []
 
-    def geometry(run):
+    def geometry(job):
         calls.append("geometry")
-        run.geometry_dir.mkdir(parents=True, exist_ok=True)
-        run.geometry_json.write_text("{}")
+        job.run.geometry_dir.mkdir(parents=True, exist_ok=True)
+        job.run.geometry_json.write_text("{}")
         return "## Embedding geometry\n"
 
-    first = tune(TuneOptions(data=str(data), out=tmp_path / "run", config=config, geometry=geometry))
+    monkeypatch.setattr(pipeline, "_geometry", geometry)
+    first = tune(TuneOptions(data=str(data), out=tmp_path / "run", config=config, geometry=True))
     report = (tmp_path / "run" / "report.md").read_text()
     real_evaluate = pipeline._evaluate
     monkeypatch.setattr(pipeline, "_evaluate", lambda *a: calls.append("evaluate") or real_evaluate(*a))
-    again = tune(TuneOptions(data=str(data), out=tmp_path / "run", config=config, geometry=geometry))
+    again = tune(TuneOptions(data=str(data), out=tmp_path / "run", config=config, geometry=True))
     assert calls == ["geometry"]  # only the first run's geometry: nothing ran again
     assert again["metrics"] == first["metrics"] and again["recommendation"] == first["recommendation"]
     assert (tmp_path / "run" / "report.md").read_text().split("## Settings")[0] == report.split("## Settings")[0]
-    tune(TuneOptions(data=str(data), out=tmp_path / "run", config=config, geometry=geometry, k=50))
+    tune(TuneOptions(data=str(data), out=tmp_path / "run", config=config, geometry=True, k=50))
     assert calls == ["geometry", "evaluate"]  # --k changes the evaluation, not the geometry
 
 
 def test_killed_during_training_the_rerun_resumes_from_the_checkpoint(tiny_model_path, tmp_path):
     data, out = make_user_folder(tmp_path / "user"), tmp_path / "run"
-    cmd = [sys.executable, "-m", "retrieval.cli", "tune", "--data", str(data), "--base", str(tiny_model_path),
+    cmd = [sys.executable, "-m", "cli", "tune", "--data", str(data), "--base", str(tiny_model_path),
            "--out", str(out), "--epochs", "40", "--batch-size", "4", "--precision", "fp32", "--evals-per-epoch", "1",
            "--keep-checkpoints"]  # read below; without the flag they go once the model is exported
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}

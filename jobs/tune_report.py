@@ -6,9 +6,7 @@ same content with the figures embedded, so the one file can be mailed or archive
 
 from __future__ import annotations
 
-import base64
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -172,40 +170,45 @@ def build_markdown(ctx: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def figures(html: str) -> str:
-    """Each image paragraph as a ``<figure>``, its italic caption line (if any) a ``<figcaption>`` under it.
-
-    Markdown puts ``![x](a.png)`` and the ``*caption*`` line after it in one paragraph, so the
-    caption would sit beside the image; a figure stacks them.
-    """
-    pattern = re.compile(r"<p>\s*(<img [^>]*>)\s*(?:<em>(.*?)</em>)?\s*</p>", re.S)
-    return pattern.sub(lambda m: f"<figure>{m.group(1)}" + (f"<figcaption>{m.group(2)}</figcaption>" if m.group(2) else "")
-                       + "</figure>", html)
-
-
-def to_html(markdown_text: str, base_dir: Path, title: str) -> str:
-    """Markdown to one self-contained HTML page (figures inlined as data URIs)."""
-    import markdown
-
-    body = figures(markdown.markdown(markdown_text, extensions=["tables", "fenced_code"]))
-
-    def inline(match: re.Match) -> str:
-        path = base_dir / match.group(1)
-        if not path.exists():
-            return match.group(0)
-        data = base64.b64encode(path.read_bytes()).decode()
-        return f'src="data:image/png;base64,{data}"'
-
-    body = re.sub(r'src="([^"]+\.png)"', inline, body)
-    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-             "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}td,th{border:1px solid #ccc;padding:4px 8px}"
-             "th{background:#f3f3f3}img{max-width:100%;display:block}figure{margin:1em 0}"
-             "figcaption{font-size:0.9em;color:#555;margin-top:0.3em}pre{background:#f6f6f6;padding:1em;overflow:auto}"
-             "blockquote{margin:1em 0;padding:0.6em 1em;border-left:5px solid #c62828;background:#fdecea;color:#5f1b1b}")
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head><body>{body}</body></html>"
-
-
 def write_reports(run_dir: Path, ctx: dict[str, Any]) -> None:
+    from jobs.html_report import to_html
+
     text = build_markdown(ctx)
     write_text(run_dir / "report.md", text)
     write_text(run_dir / "report.html", to_html(text, run_dir, ctx["title"]))
+
+
+def write_run_report(run, dataset, opts, evaluation: dict, general: dict | None, geometry_md: str | None,
+                     fingerprints: dict, seconds: dict, widths: list[dict] | None = None) -> None:
+    """The main job's last stage: its figures, ``run.json`` (what the app reads) and ``report.md``/``report.html``."""
+    import dataclasses
+
+    from jobs import plots
+    from retrieval import rundir
+
+    summary = json.loads((run.path / "finetune.json").read_text()) if (run.path / "finetune.json").exists() else {}
+    config = opts.config
+    figures = {"recall": "report_files/recall_at_k.png"}
+    plots.recall_curves(rundir.read_curves(run), run.path / figures["recall"])
+    if summary.get("dev_history"):
+        figures["training"] = "report_files/training.png"
+        plots.training_curve(summary.get("train_log", []), summary["dev_history"], run.path / figures["training"],
+                             epoch_scale=float(config.epochs), select=summary.get("select", "ndcg@10"))
+    settings = {"data": opts.data, "split": evaluation["split"], "fingerprints": fingerprints,
+                "finetune": dataclasses.asdict(config), "fusion": opts.fusion, "k": opts.k,
+                "dev_split": summary.get("dev_split"), "best_dev": summary.get("best_dev"),
+                "mining": summary.get("mining"), "seconds": {**summary.get("seconds", {}), **seconds}}
+    train_docs = {d for judged in dataset.qrels.get(config.train_split, {}).values() for d, sc in judged.items() if sc > 0}
+    per_query = rundir.read_per_query(run)
+    split_rows = seen_unseen(per_query, dataset.split(evaluation["split"]), train_docs)
+    settings["seen_unseen"] = evaluation["seen_unseen"] = split_rows
+    source = Path(dataset.source) if dataset.source else None
+    rundir.write_info(run, data=opts.data, base_model=config.base, tuned_model="model", split=evaluation["split"],
+                      settings=settings, recommendation=evaluation.get("recommendation"),
+                      data_path=str(source.resolve()) if source and source.exists() else None)
+    queries = dataset.split_queries(evaluation["split"])
+    write_reports(run.path, {
+        "recommendation": evaluation.get("recommendation"), "title": f"{config.base} tuned on {dataset.name}",
+        "seen_unseen": split_rows, "metrics": evaluation["metrics"], "comparison": evaluation["comparison"],
+        "per_query": per_query, "queries": queries, "n_queries": len(queries), "figures": figures,
+        "general": general, "geometry_md": geometry_md, "settings": settings, "widths": widths})

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
-from retrieval.cli.common import add_config_arg, add_data_args, echo
-
-logger = logging.getLogger(__name__)
+from cli.common import add_config_arg, add_data_args, echo
 
 DESCRIPTION = """Evaluate the base model, mine hard negatives, fine-tune, index, evaluate base vs tuned vs
 BM25 vs hybrid (RRF) on the test split with paired significance tests, and write a report.
@@ -51,42 +48,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _geometry_step(args: argparse.Namespace, config):
-    """Geometry of base vs tuned over the run's own indexes (nothing re-encoded but queries), into RUN/geometry.
-
-    Calls the library (:func:`retrieval.geometry_job.run_geometry`), not the command line:
-    the plots are drawn once, with the report's model labels. A user error (bad data, a
-    mismatching index) skips the section, as the rest of the run is still worth reporting.
-    """
-
-    def step(run) -> str | None:
-        from retrieval.cli import _user_errors
-        from retrieval.geometry_job import GeometryOptions, run_geometry
-        from retrieval.sources import resolve
-
-        options = GeometryOptions(split=config.test_split or "test", index_dir=run.indexes)
-        display = {config.base: f"base ({config.base})", str(run.model_dir): "tuned"}
-        try:
-            dataset = resolve(args.data, strict=args.strict)
-            output = run_geometry(dataset, [config.base, str(run.model_dir)], run.geometry_dir, options,
-                                  display=display, relative_to=run.path, say=echo)
-        except _user_errors() as err:
-            logger.warning("geometry skipped: %s", err)
-            return None
-        return output.markdown
-
-    return step
-
-
 def run(args: argparse.Namespace) -> int:
     from finetune.config import from_args
-    from finetune.pipeline import TuneOptions, tune
+    from jobs.tune import TuneOptions, tune
     from retrieval.report import metrics_table
 
     out = Path(args.out or Path("runs") / Path(args.data.rstrip("/")).name.replace("hf:", ""))
     config = from_args(args)
     result = tune(TuneOptions(data=args.data, out=out, config=config, general=args.general, fusion=args.fusion,
-                              k=args.k, strict=args.strict, keep_checkpoints=args.keep_checkpoints, geometry=_geometry_step(args, config) if args.geometry else None))
+                              k=args.k, strict=args.strict,
+                              keep_checkpoints=args.keep_checkpoints, geometry=args.geometry))
     echo("")
     rec = result.get("recommendation")
     if rec:

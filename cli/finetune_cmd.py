@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from retrieval.cli.common import add_config_arg, add_data_args, echo
+from cli.common import add_config_arg, add_data_args, echo
 
 DESCRIPTION = """Fine-tune a sentence-transformers bi-encoder on the training qrels of a dataset.
 
@@ -22,7 +22,7 @@ asymmetric Router model; nothing re-encoded).
 Writes OUT/model (load it with SentenceTransformer(path); model card inside),
 OUT/negatives/ (mined negatives, suspects.jsonl for review), OUT/checkpoints/ (rerunning
 the same command resumes), OUT/logs/ (TensorBoard) and OUT/finetune.json.
-Multi-GPU / multi-process: torchrun --nproc_per_node N -m retrieval.cli finetune ..."""
+Multi-GPU / multi-process: torchrun --nproc_per_node N -m cli finetune ..."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:

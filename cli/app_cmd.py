@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from retrieval.cli.common import UsageError
+from cli.common import UsageError
 
 DESCRIPTION = """Serve the search-and-compare app for a run directory (written by `retrieval tune --out DIR`):
 base vs tuned results side by side for any query, recall@k curves, the metrics table with
@@ -26,8 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def app_script() -> Path:
-    """The installed ``app/main.py`` (a sibling of this package), found without importing ``app``."""
-    return Path(__file__).resolve().parents[2] / "app" / "main.py"
+    """The installed ``app/main.py``, found without importing ``app`` (``find_spec`` of a top-level package runs nothing)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("app")
+    return Path(next(iter(spec.submodule_search_locations))).resolve() / "main.py"
 
 
 def command(run_dir: str | Path, port: int = 8501, address: str = "127.0.0.1") -> list[str]:

@@ -33,13 +33,17 @@ class _Setup:
     batch_sampler = "batch_sampler"
 
     def __init__(self, dataset: Dataset, config: FinetuneConfig, queries: TrainQueries, mined, stored,
-                 documents: np.ndarray, split: DevSplit) -> None:
-        from retrieval.models import load_model
+                 documents: np.ndarray, split: DevSplit, base) -> None:
+        import copy
+
+        from retrieval.models import forget_fingerprints
 
         dev_qrels = split.dev
         self.dev_groups = split.groups()
         self.config, self.stored, self.queries = config, stored, queries
-        self.model = load_model(config.base)
+        self.base = base  # the frozen starting point; the trainer gets a copy
+        self.model = copy.deepcopy(base)
+        forget_fingerprints(self.model)  # its weights are about to change
         self.max_seq_length = self.model.max_seq_length
         self.doc_index = {d: i for i, d in enumerate(stored.meta.doc_ids)}
         self.positives = {i: {self.doc_index[d] for d in docs} for i, docs in enumerate(queries.positives)}
@@ -58,28 +62,25 @@ class _Setup:
         return evaluator
 
     def evaluate_test(self, model, dataset: Dataset, split: str, out: Path) -> dict[str, dict[str, float]]:
-        from retrieval.evaluate import evaluate
-        from retrieval.models import load_model
-        from retrieval.retriever import search
+        """Base vs tuned on ``split``, written into ``out`` as a run directory (:mod:`retrieval.systems`)."""
+        from retrieval.retriever import IndexSpec
+        from retrieval.systems import document_index, evaluate_systems
 
-        queries = dataset.split_queries(split)
-        base = load_model(self.config.base)
-        runs = {"base": search(self.stored, base, queries, name="base", progress=False),
-                "tuned": search(self.tuned_index(model, dataset, out), model, queries, name="tuned", progress=False)}
-        return evaluate(dataset.split(split), runs)
-
-    def tuned_index(self, model, dataset: Dataset, out: Path):
-        return self.stored
+        tuned_index = document_index(model, str(out / "model"), dataset.corpus, out / "indexes" / "tuned",
+                                     IndexSpec(batch_size=self.config.batch_size_encode), reuse=self.stored,
+                                     source=dataset.source, progress=False)
+        systems = {"base": (self.base, self.stored), "tuned": (model, tuned_index)}
+        return evaluate_systems(out, systems, dataset.split_queries(split), dataset.split(split))["metrics"]
 
 
 class QuerySideSetup(_Setup):
-    def __init__(self, dataset, config, queries, mined, stored, documents, split) -> None:
+    def __init__(self, dataset, config, queries, mined, stored, documents, split, base) -> None:
         import torch
         from datasets import Dataset as HFDataset
 
         from finetune.losses.frozen_corpus import FrozenCorpusInfoNCE
 
-        super().__init__(dataset, config, queries, mined, stored, documents, split)
+        super().__init__(dataset, config, queries, mined, stored, documents, split, base)
         self.model.max_seq_length = min(config.query_max_length, self.max_seq_length)
         self.train_dataset = HFDataset.from_dict({
             "query": [queries.texts[i] for i, _ in self.rows],
@@ -95,10 +96,9 @@ class QuerySideSetup(_Setup):
 
     def export(self, path: Path):
         from finetune.export import query_side_model, save_model
-        from retrieval.models import load_model
 
         self.model.max_seq_length = self.max_seq_length
-        tuned = query_side_model(self.model, load_model(self.config.base))
+        tuned = query_side_model(self.model, self.base)
         save_model(tuned, path)
         return tuned
 
@@ -106,12 +106,12 @@ class QuerySideSetup(_Setup):
 class FullSetup(_Setup):
     batch_sampler = "no_duplicates"  # a text twice in one batch would be its own false negative
 
-    def __init__(self, dataset, config, queries, mined, stored, documents, split) -> None:
+    def __init__(self, dataset, config, queries, mined, stored, documents, split, base) -> None:
         from datasets import Dataset as HFDataset
 
         from retrieval.encode import doc_text
 
-        super().__init__(dataset, config, queries, mined, stored, documents, split)
+        super().__init__(dataset, config, queries, mined, stored, documents, split, base)
         self.model.max_seq_length = min(config.doc_max_length, self.max_seq_length)
         corpus = dataset.corpus
         with_negatives, in_batch_only = [], []
@@ -198,12 +198,6 @@ class FullSetup(_Setup):
 
             write_record(path, self.config.parsed_matryoshka_dims(), embedding_dim(self.model))
         return self.model
-
-    def tuned_index(self, model, dataset: Dataset, out: Path):
-        from retrieval.retriever import IndexSpec, build_or_load
-
-        return build_or_load(model, str(out / "model"), dataset.corpus, out / "indexes" / "tuned",
-                             IndexSpec(batch_size=self.config.batch_size_encode), source=dataset.source)
 
 
 SETUPS = {"query": QuerySideSetup, "full": FullSetup}

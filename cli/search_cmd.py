@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 
-from retrieval.cli.common import echo
+from cli.common import echo
 
 logger = logging.getLogger(__name__)
 

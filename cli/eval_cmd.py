@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from retrieval.cli.common import (
+from cli.common import (
     add_config_arg, add_data_args, add_index_args, add_model_args, echo, load_model_from_args, slug,
 )
 
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from index.atomic import atomic_path, write_text
-    from retrieval.ann import exact_twin, is_approximate, tune_stored
+    from retrieval.ann import exact_twin, is_approximate, autotune_stored
     from retrieval.bm25 import bm25_run
     from retrieval.evaluate import compare, evaluate
     from retrieval.models import DEFAULT_MODEL
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         stored = build_or_load(model, name, dataset.corpus, index_root / slug(name), spec, source=dataset.source)
         if is_approximate(stored):
             held_out = [text for qid, text in dataset.queries.items() if qid not in queries]  # not the evaluated ones
-            tuned = tune_stored(stored, model, held_out or list(queries.values()), args.target_recall, args.batch_size)
+            tuned = autotune_stored(stored, model, held_out or list(queries.values()), args.target_recall, args.batch_size)
             if tuned is not None:
                 echo(f"{name}: {stored.meta.factory} tuned to {tuned.params} (Recall@10 {tuned.recall:.3f} vs exact)")
         search_params[name] = stored.meta.search_params

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from retrieval.cli.common import UsageError, add_config_arg, add_data_args, add_model_args, echo, load_model_from_args
+from cli.common import UsageError, add_config_arg, add_data_args, add_model_args, echo, load_model_from_args
 
 DESCRIPTION = """Compare the geometry of one or more models' embedding spaces on a dataset.
 
@@ -75,7 +75,7 @@ def options_from_args(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from retrieval.geometry_job import measure_geometry, report_title, write_geometry_report
-    from retrieval.geometry_plots import summary
+    from retrieval.geometry_plots import nan_if_none, summary
     from retrieval.models import DEFAULT_MODEL
     from retrieval.report import metrics_table
     from retrieval.sources import resolve
@@ -91,14 +91,11 @@ def run(args: argparse.Namespace) -> int:
     write_geometry_report(results, out, report_title(dataset, args.split), sweep=sweep)
     echo(metrics_table(summary(results)))
     if sweep:
-        echo(metrics_table({f"tau={t:g}": {"ndcg@10": _num(n), "uniformity": _num(u), "query_uniformity": _num(q)}
-                            for t, n, u, q in zip(sweep["tau"], sweep["ndcg@10"], sweep["uniformity"], sweep["query_uniformity"])}))
+        rows = zip(sweep["tau"], sweep["ndcg@10"], sweep["uniformity"], sweep["query_uniformity"])
+        echo(metrics_table({f"tau={t:g}": {"ndcg@10": nan_if_none(n), "uniformity": nan_if_none(u),
+                                           "query_uniformity": nan_if_none(q)} for t, n, u, q in rows}))
     echo(f"wrote {out / 'geometry.json'}, {out / 'geometry.md'} and the plots in {out}")
     return 0
-
-
-def _num(value: float | None) -> float:
-    return float("nan") if value is None else float(value)
 
 
 def tau_config(args: argparse.Namespace, name: str):

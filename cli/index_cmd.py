@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from retrieval.cli.common import UsageError, add_config_arg, add_data_args, add_model_args, echo, load_model_from_args
+from cli.common import UsageError, add_config_arg, add_data_args, add_model_args, echo, load_model_from_args
 
 BUILD_DESCRIPTION = """Encode a corpus with a model and save a FAISS index directory:
 index.faiss, embeddings.npy and meta.json (model and weights fingerprint, corpus
@@ -22,7 +22,7 @@ and applied whenever the index is loaded.
 Large corpora: --shards N encodes into N memory-mapped .npy shards (resumable: a
 finished shard is never recomputed), with --workers processes each writing its own
 shards; IVF indexes are then built per shard and merged (FAISS's on-disk recipe).
-On GPUs, encode with `torchrun --nproc-per-node G -m retrieval.shard_encode ...`
+On GPUs, encode with `torchrun --nproc-per-node G -m cli.shard_worker ...`
 into the same --shard-dir first; this command then only indexes."""
 
 BACKEND_CHOICES = ("torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8", "openvino", "openvino-int8")
@@ -120,7 +120,9 @@ def build(args: argparse.Namespace) -> int:
     spec = IndexSpec(factory=factory, query_prompt=args.query_prompt, document_prompt=args.document_prompt,
                      batch_size=args.batch_size, save_embeddings=not args.no_embeddings, dim=args.dim)
     out = Path(args.out)
-    stored = _reuse(out, model, dataset.corpus, spec, args)
+    from retrieval.retriever import load_if_matching
+
+    stored = load_if_matching(out, model, dataset.corpus, spec, backend=args.backend, overwrite=args.overwrite)
     if stored is None:
         build_fn = _build_sharded if args.shards > 1 else _build_single
         stored = build_fn(out, model, dataset, spec, args)
@@ -155,25 +157,6 @@ def _truncate_model(model, args: argparse.Namespace) -> None:
     model.truncate_dim = args.dim
 
 
-def _reuse(out: Path, model, corpus: dict, spec, args: argparse.Namespace):
-    """The index in OUT if it matches (backend included), else None; a mismatch needs --overwrite."""
-    from index import IndexMismatchError, load_index
-    from index.store import read_meta
-    from retrieval.retriever import expectation
-
-    if not (out / "meta.json").exists():
-        return None
-    try:
-        if read_meta(out).backend != args.backend:
-            raise IndexMismatchError(f"{out}: index does not match: backend: index has {read_meta(out).backend!r}, "
-                                     f"expected {args.backend!r}")
-        return load_index(out, expect=expectation(model, corpus, spec))
-    except IndexMismatchError:
-        if not args.overwrite:
-            raise
-        return None
-
-
 def _build_single(out: Path, model, dataset, spec, args: argparse.Namespace):
     from index import load_index
     from index.atomic import atomic_dir
@@ -188,31 +171,18 @@ def _build_single(out: Path, model, dataset, spec, args: argparse.Namespace):
 
 
 def _build_sharded(out: Path, model, dataset, spec, args: argparse.Namespace):
-    from index import IndexMeta, save_index
-    from index.store import stores_vectors
-    from retrieval.encode import doc_texts
-    from retrieval.models import model_fingerprint
-    from retrieval.retriever import expectation
-    from retrieval.shard_encode import build_from_shards, encode_shards, load_shards
+    from retrieval.shard_encode import build_sharded_index
 
     shard_dir = Path(args.shard_dir) if args.shard_dir else out.with_name(out.name + ".shards")
-    ids = list(dataset.corpus)
-    paths = encode_shards(args.model, doc_texts(dataset.corpus, ids), shard_dir, args.shards, spec.document_prompt,
-                          spec.batch_size, args.workers, args.backend, device=args.device,
-                          model_object=model if args.workers == 1 else None, progress=True,
-                          fingerprint=model_fingerprint(model), calibration=_calibration(dataset, args))
-    index = build_from_shards(paths, spec.factory, shard_dir / "blocks")
-    meta = IndexMeta(model=args.model, doc_ids=ids, corpus_source=dataset.source, backend=args.backend,
-                     **expectation(model, dataset.corpus, spec))
-    keep = spec.save_embeddings and not stores_vectors(index)  # a flat index holds its vectors already
-    return save_index(out, index, meta, load_shards(paths) if keep else None)
+    return build_sharded_index(out, model, args.model, dataset, spec, args.shards, shard_dir, workers=args.workers,
+                               backend=args.backend, device=args.device, calibration=_calibration(dataset, args))
 
 
 def _tune(stored, model, dataset, args: argparse.Namespace):
-    from retrieval.ann import is_approximate, tune_stored
+    from retrieval.ann import is_approximate, autotune_stored
 
     queries = list(dataset.queries.values())
-    result = tune_stored(stored, model, queries, args.target_recall, args.batch_size, args.backend)
+    result = autotune_stored(stored, model, queries, args.target_recall, args.batch_size, args.backend)
     if result is not None:
         how = f"{min(len(queries), 1000)} held-out queries" if queries else "1000 indexed vectors, leave-one-out"
         verdict = "" if result.reached else f" (target {args.target_recall} not reached)"

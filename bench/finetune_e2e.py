@@ -5,7 +5,7 @@ names one): prints zero-shot and tuned nDCG@10 / Recall@100, wall time per stage
 training pairs/s, and, unless --skip-loss, our InfoNCE vs sentence-transformers'
 MultipleNegativesRankingLoss throughput on identical batches (bench/loss_throughput.py).
 
-    python bench/finetune.py [--data ../shared/data/beir/scifact] [--mode query|full] [--epochs N]
+    python bench/finetune_e2e.py [--data ../shared/data/beir/scifact] [--mode query|full] [--epochs N]
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-# Run as a script, bench/ comes first on sys.path and this file would shadow the `finetune` package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 TARGET, GTE_SMALL = 0.70, 0.727
 

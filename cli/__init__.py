@@ -14,13 +14,13 @@ import logging
 import sys
 
 COMMANDS = [
-    "retrieval.cli.eval_cmd",
-    "retrieval.cli.index_cmd",
-    "retrieval.cli.search_cmd",
-    "retrieval.cli.finetune_cmd",
-    "retrieval.cli.tune_cmd",
-    "retrieval.cli.app_cmd",
-    "retrieval.cli.geometry_cmd",
+    "cli.eval_cmd",
+    "cli.index_cmd",
+    "cli.search_cmd",
+    "cli.finetune_cmd",
+    "cli.tune_cmd",
+    "cli.app_cmd",
+    "cli.geometry_cmd",
 ]
 
 
@@ -44,7 +44,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from retrieval.cli.common import apply_config
+    from cli.common import apply_config
 
     parser = build_parser()
     args = parser.parse_args(argv)

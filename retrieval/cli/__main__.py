@@ -1,5 +1,0 @@
-import sys
-
-from retrieval.cli import main
-
-sys.exit(main())
