@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from retrieval.ann import exact_twin, is_approximate, autotune_stored
     from retrieval.bm25 import bm25_run
     from retrieval.evaluate import compare, evaluate
+    from retrieval.fusion import break_ties
     from retrieval.models import DEFAULT_MODEL
     from retrieval.report import eval_report, metrics_table
     from retrieval.retriever import IndexSpec, build_or_load, search
@@ -85,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         runs["bm25"] = bm25_run(dataset.corpus, queries, k=args.k)
         timings["bm25"] = round(time.perf_counter() - start, 2)
     search_params = {name: params for name, params in search_params.items() if params}
+    # equal scores (BM25 has many) ordered one way for everyone, so metrics.json and trec_eval on runs/ agree
+    runs = {name: break_ties(r) for name, r in runs.items()}
     results = evaluate(qrels, runs)
     comparison = compare(qrels, runs, stat_test=args.stat_test).to_dict() if len(runs) > 1 else None
     settings = {"data": dataset.source, "split": args.split, "queries": len(queries), "documents": len(dataset.corpus),

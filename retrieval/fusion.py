@@ -22,13 +22,16 @@ def hybrid(runs: list[Run], method: str = "rrf", name: str = "hybrid", norm: str
 
 
 def break_ties(run: Run, by: Run | None = None, name: str | None = None) -> Run:
-    """A copy of ``run`` whose scores strictly decrease in the order (score, ``by``'s score, document id).
+    """A copy of ``run`` whose scores strictly decrease, as float32, in the order (score, ``by``'s score, document id).
 
     Evaluators order equal scores differently (ranx one way, trec_eval by document id in
-    reverse), so a run with ties (RRF gives exact ties) scores differently in each. Each
-    tied score is moved to the next float below its predecessor (``numpy.nextafter``), so
-    the order is the same everywhere and no distinct scores change their order. ``by`` is
-    the dense run a hybrid came from: its score breaks a tie first, the document id last.
+    reverse), so a run with ties (RRF gives exact ties) scores differently in each. And
+    some read scores in single precision (pytrec_eval does: scores 1e-8 apart tie there),
+    so each score is stored as a float32 value, and one that is not below its predecessor
+    *in float32* becomes the next float32 below it (``numpy.nextafter``). The order is
+    then the same for every reader and no distinct scores change their order; dense scores
+    (float32 from FAISS) keep their values unless tied. ``by`` is the dense run a hybrid came
+    from: its score breaks a tie first, the document id last.
     """
     import math
 
@@ -36,15 +39,17 @@ def break_ties(run: Run, by: Run | None = None, name: str | None = None) -> Run:
 
     data, secondary = run.to_dict(), (by.to_dict() if by is not None else {})
     out = {}
+    below = np.float32(-np.inf)
     for qid, docs in data.items():
         second = secondary.get(qid, {})
         order = sorted(docs, key=lambda d: (-docs[d], -second.get(d, -math.inf), d))
         scores, previous = {}, None
         for doc in order:
-            score = float(docs[doc])
+            score = np.float32(docs[doc])
             if previous is not None and score >= previous:
-                score = float(np.nextafter(previous, -np.inf))
-            scores[doc] = previous = score
+                score = np.nextafter(previous, below)
+            previous = score
+            scores[doc] = float(score)
         out[qid] = scores
     fixed = Run.from_dict(out)
     fixed.name = name or run.name

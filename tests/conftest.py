@@ -91,6 +91,54 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return st_dir
 
 
+def keyword_vocab() -> list[str]:
+    """The keyword encoder's words: index 0 is the unknown word (a zero vector)."""
+    return ["[UNK]", *sorted(set(_vocab()[5:]))]
+
+
+@pytest.fixture(scope="session")
+def keyword_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-hot keyword encoder: a text's embedding is its normalised bag of words over :func:`keyword_vocab`.
+
+    sentence-transformers' ``StaticEmbedding`` (mean of one-hot rows) + ``Normalize``, so the
+    cosine of a query and a document is known by hand (:func:`keyword_cosine`) and tests can
+    assert exact rankings, as sentence-transformers' own tests do with such encoders.
+    """
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, StaticEmbedding
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    words = keyword_vocab()
+    tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    weights = np.eye(len(words), dtype=np.float32)
+    weights[0] = 0.0
+    folder = tmp_path_factory.mktemp("keyword") / "st"
+    SentenceTransformer(modules=[StaticEmbedding(tokenizer, embedding_weights=weights), Normalize()], device="cpu").save(str(folder))
+    return folder
+
+
+def keyword_cosine(query: str, text: str, weights=None) -> float:
+    """Cosine of two texts under the keyword encoder (or one with embedding matrix ``weights``), by hand."""
+    import re
+
+    import numpy as np
+
+    index = {w: i for i, w in enumerate(keyword_vocab())}
+    matrix = np.eye(len(index), dtype=np.float64) if weights is None else np.asarray(weights, dtype=np.float64)
+    if weights is None:
+        matrix[0] = 0.0
+
+    def vector(t: str):
+        v = sum(matrix[index.get(w, 0)] for w in re.findall(r"\w+|[^\w\s]+", t.lower()))
+        norm = np.linalg.norm(v)
+        return v / norm if norm else v
+
+    return float(vector(query) @ vector(text))
+
+
 @pytest.fixture
 def tiny_model_path(tiny_model_dir: Path, tmp_path: Path) -> Path:
     """A private copy of the tiny model folder, safe to train or overwrite."""

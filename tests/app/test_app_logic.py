@@ -285,3 +285,34 @@ def test_the_app_finds_the_data_through_the_absolute_path_from_any_folder(fresh_
     found = LoadedRun(run=RunDir(run), info=info, sides={})
     _attach_dataset(found, "toy-moved-away", "test", data_path=str(Path(info["data"]).resolve()))
     assert not found.corpus_warning and found.corpus and found.qrels
+
+
+def test_both_columns_rank_exactly_as_the_keyword_encoder_computed_by_hand(tmp_path, keyword_model_dir, app_test):
+    """With the one-hot keyword encoder (and a tuned copy with nudged word vectors) every shown score is known."""
+    from sentence_transformers import SentenceTransformer
+
+    from retrieval.encode import doc_text
+    from retrieval.sources import resolve
+    from tests.app.conftest import build_run
+    from tests.conftest import keyword_cosine
+
+    run = build_run(tmp_path, keyword_model_dir, "tuned-index")
+    corpus = resolve(json.loads((run / "run.json").read_text())["data"], download=False).corpus
+    tuned_weights = SentenceTransformer(str(run / "model"), device="cpu")[0].embedding.weight.detach().numpy()
+    at = app_test(run).run()
+    at.number_input(key="k").set_value(24)
+    query = "cats purr in the warm sun"
+    at.text_input(key="query").input(query).run()
+    assert not at.exception and not at.error
+    shown = [c.value for c in at.caption if c.value.startswith("score ")]
+    assert len(shown) == 48
+    for column, weights in ((shown[:24], None), (shown[24:], tuned_weights)):
+        scores = [(c.split("`")[1], float(c.split()[1])) for c in column]
+        expected = {d: keyword_cosine(query, doc_text(doc), weights) for d, doc in corpus.items()}
+        assert {d for d, _ in scores} == set(corpus)  # k = the whole corpus
+        for doc, score in scores:
+            assert score == pytest.approx(expected[doc], abs=1e-4), doc
+        assert [s for _, s in scores] == sorted((s for _, s in scores), reverse=True)
+    expected_base = {d: keyword_cosine(query, doc_text(doc)) for d, doc in corpus.items()}
+    top = {d for d, v in expected_base.items() if v == pytest.approx(max(expected_base.values()))}
+    assert top == {"cat0", "cat1", "cat2"} and shown[0].split("`")[1] in top  # "cats", "purr", "warm" beat "the", "sun"

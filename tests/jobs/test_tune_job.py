@@ -84,6 +84,40 @@ def test_tune_writes_every_artefact_and_a_self_contained_report(tiny_model_path,
     assert "report.html" in capsys.readouterr().out
     assert_trec_eval_agrees(out, data)
     assert_plain_encode_reproduces_the_reported_ndcg(out, data)
+    assert_report_prints_the_measured_numbers(out, data)
+
+
+def assert_report_prints_the_measured_numbers(out: Path, data: Path) -> None:
+    """report.md's metrics table is metrics.json, and its headline is metrics.json's and per_query.json's numbers."""
+    metrics = json.loads((out / "metrics.json").read_text())
+    report = (out / "report.md").read_text()
+    table = report.split("## Metrics\n\n")[1].split("\n\n")[0].splitlines()
+    header = [c.strip() for c in table[0].strip("|").split("|")][1:]
+    rows = {cells[0]: cells[1:] for cells in ([c.strip() for c in line.strip("|").split("|")] for line in table[2:])}
+    assert set(rows) == set(metrics)
+    for system, cells in rows.items():
+        assert {m: float(v) for m, v in zip(header, cells)} == pytest.approx(
+            {m: metrics[system][m] for m in header}, abs=5e-5), system
+    per_query = json.loads((out / "per_query.json").read_text())
+    info = json.loads((out / "run.json").read_text())
+    from finetune.dev_split import label_seen
+    from retrieval.sources import resolve
+
+    ds = resolve(str(data))
+    seen, unseen = label_seen(ds.split("test"), ds.split("train"))  # grouped here by other code than the report's
+    rows = {r["group"].startswith("no "): r for r in info["settings"]["seen_unseen"]}
+    for is_unseen, qids in ((False, seen), (True, unseen)):
+        if not qids:
+            continue
+        row = rows[is_unseen]
+        assert row["queries"] == len(qids)
+        for system in ("base", "tuned"):
+            assert row[system] == pytest.approx(sum(per_query["systems"][system][q] for q in qids) / len(qids), abs=1e-9)
+        assert f"({row['queries']}) {row['base']:.4f} -> {row['tuned']:.4f}" in report.split("## ")[0]
+    tuned = per_query["systems"]["tuned"]
+    assert sum(tuned.values()) / len(tuned) == pytest.approx(metrics["tuned"]["ndcg@10"], abs=1e-9)
+    n = len(tuned)
+    assert f"all {n} test queries {metrics['base']['ndcg@10']:.4f} -> {metrics['tuned']['ndcg@10']:.4f}" in report
 
 
 def assert_plain_encode_reproduces_the_reported_ndcg(out: Path, data: Path) -> None:

@@ -9,6 +9,23 @@ import pytest
 from cli import build_parser, main
 
 
+def _agrees_with_trec_eval(beir_dir, trec_file, scores):
+    """nDCG@10 and Recall@100 of the run file by trec_eval's own code (pytrec_eval) equal metrics.json's."""
+    import pytrec_eval
+
+    from retrieval.sources import resolve
+
+    qrels = resolve(str(beir_dir)).split("test")
+    run: dict[str, dict[str, float]] = {}
+    for line in trec_file.read_text().splitlines():
+        qid, _, doc, _, score, _ = line.split()
+        run.setdefault(qid, {})[doc] = float(score)
+    per_query = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut_10", "recall_100"}).evaluate(run)
+    for ours, theirs in (("ndcg@10", "ndcg_cut_10"), ("recall@100", "recall_100")):
+        mean = sum(per_query[q][theirs] for q in qrels if q in per_query) / len(qrels)
+        assert scores[ours] == pytest.approx(mean, abs=1e-6), ours
+
+
 def test_eval_writes_metrics_report_and_runs(tiny_model_path, beir_dir, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["eval", "--data", str(beir_dir), "--model", str(tiny_model_path), "--bm25", "--out", str(out)]) == 0
@@ -16,10 +33,10 @@ def test_eval_writes_metrics_report_and_runs(tiny_model_path, beir_dir, tmp_path
     assert set(metrics) == {str(tiny_model_path), "bm25"}
     for scores in metrics.values():
         assert {"ndcg@10", "recall@1", "recall@5", "recall@10", "recall@20", "recall@100", "mrr@10", "map@100"} <= set(scores)
-        assert all(0.0 <= v <= 1.0 for v in scores.values())
     report = (out / "report.md").read_text()
     assert "## Significance" in report and "bm25" in report
-    assert (out / "runs" / "bm25.trec").exists()
+    assert f"{metrics['bm25']['ndcg@10']:.4f}" in report  # the report prints metrics.json's numbers
+    _agrees_with_trec_eval(beir_dir, out / "runs" / "bm25.trec", metrics["bm25"])
     assert "ndcg@10" in capsys.readouterr().out
 
 

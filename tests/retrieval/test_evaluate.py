@@ -34,5 +34,9 @@ def test_judged_query_missing_from_run_scores_zero_and_extra_queries_are_ignored
 def test_compare_gives_p_values_and_win_loss_counts():
     better = Run.from_dict({"q1": {"a": 0.9, "c": 0.8}, "q2": {"x": 0.9}})
     report = compare(QRELS, {"base": RUN, "better": better}, ["ndcg@10"]).to_dict()
-    assert 0.0 <= float(report["base"]["comparisons"]["better"]["ndcg@10"]) <= 1.0
+    from scipy.stats import ttest_rel
+
+    a, b = per_query(QRELS, RUN), per_query(QRELS, better)
+    expected = ttest_rel([a[q] for q in QRELS], [b[q] for q in QRELS]).pvalue  # ranx "student": the paired t-test
+    assert float(report["base"]["comparisons"]["better"]["ndcg@10"]) == pytest.approx(expected, abs=1e-4)
     assert report["better"]["win_tie_loss"]["base"]["ndcg@10"] == {"W": 2, "T": 0, "L": 0}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 
 def test_ties_are_broken_by_the_dense_score_then_the_document_id_and_survive_a_trec_file(tmp_path):
     from ranx import Qrels, Run, evaluate
@@ -14,6 +16,7 @@ def test_ties_are_broken_by_the_dense_score_then_the_document_id_and_survive_a_t
     order = sorted(fixed, key=fixed.get, reverse=True)
     assert order == ["b", "a", "c", "e", "d"]  # dense score first, then document id ("a" < "c"); "e" is a tie in float
     assert len(set(fixed.values())) == 5 and fixed["b"] == 0.5 and fixed["d"] == 0.25  # untied scores kept exactly
+    assert len({np.float32(v) for v in fixed.values()}) == 5  # distinct in single precision too (pytrec_eval reads so)
     path = tmp_path / "run.trec"
     Run.from_dict({"q": fixed}).save(str(path), kind="trec")
     lines = [line.split() for line in path.read_text().splitlines()]
