@@ -64,6 +64,9 @@ class FinetuneConfig:
                                   "recorded in the model folder (matryoshka.json) for `retrieval index build --dim`; "
                                   "'': off", fingerprint_default=True)
     num_negatives: int = _f(1, "mined hard negatives per query (mode full)")
+    corpus_negatives: int = _f(0, "mode query: K negatives per query and step drawn at random from the frozen corpus "
+                                  "(never a known positive or a masked suspect), to measure what K does; 0: every "
+                                  "document of the corpus", fingerprint_default=True)
     starved: str = _f("in-batch", "queries left with fewer than --num-negatives mined negatives after the false-negative "
                                   "filter (mode full): 'in-batch' trains them on in-batch negatives alone, 'drop' leaves "
                                   "them out, as the plain sentence-transformers recipe does", choices=("in-batch", "drop"),
@@ -126,6 +129,10 @@ class FinetuneConfig:
                 alpha = -1.0
             if not 0 <= alpha <= 1:
                 raise UsageError(f"--interpolate must be 'auto', 'none' or a number in [0, 1], not {self.interpolate!r}")
+        if self.corpus_negatives < 0:
+            raise UsageError(f"--corpus-negatives must be >= 0 (0: the whole corpus), got {self.corpus_negatives}")
+        if self.corpus_negatives and self.mode != "query":
+            raise UsageError("--corpus-negatives needs --mode query (the frozen corpus is what it samples from)")
         self._validate_queue_and_matryoshka()
         if not 0 < self.dev_fraction < 1:
             raise UsageError(f"--dev-fraction must be between 0 and 1, got {self.dev_fraction}")

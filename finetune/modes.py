@@ -91,7 +91,9 @@ class QuerySideSetup(_Setup):
         for suspect in mined.suspects:
             masked.setdefault(position[suspect["query_id"]], set()).add(self.doc_index[suspect["doc_id"]])
         documents = torch.from_numpy(np.array(documents, dtype=np.float32))
-        self.loss = FrozenCorpusInfoNCE(self.model, documents, self.positives, masked, config.temperature)
+        generator = torch.Generator().manual_seed(config.seed) if config.corpus_negatives else None
+        self.loss = FrozenCorpusInfoNCE(self.model, documents, self.positives, masked, config.temperature,
+                                        num_negatives=config.corpus_negatives or None, generator=generator)
         self.evaluator = self._evaluator(stored.meta.doc_ids, documents=documents.numpy())
 
     def export(self, path: Path):

@@ -10,6 +10,12 @@ its limit; false negatives are handled by masking: every other known positive of
 the query, plus the documents the mining step flagged as suspects (scored by the
 base model above ``margin x`` the positive, the NV-Retriever rule).
 
+With ``num_negatives=K`` each query sees its positive and K negatives drawn at random (afresh
+every step, uniformly, without replacement) from the documents that are neither its known
+positives nor masked, instead of the whole corpus: the frozen corpus makes the effect of K on
+the loss, on the bound ``log(K+1) - L`` and on retrieval cheap to measure at a fixed budget
+(``bench/negatives_k.py``). ``None`` (default): every allowed document, ``K = N - 1 - masked``.
+
 Inputs:
 
 +-------------------------------+-------------------------------------------+
@@ -43,13 +49,18 @@ class FrozenCorpusInfoNCE(nn.Module):
         positives: Mapping[int, Iterable[int]] | PositivePairs,
         masked: Mapping[int, Iterable[int]] | None = None,
         temperature: float = 0.05,
+        num_negatives: int | None = None,
+        generator: torch.Generator | None = None,
     ) -> None:
         """``documents``: [N, d] L2-normalised embeddings, row = doc index; ``positives``/``masked``:
         ``{query_idx: doc indices}`` never counted as negatives of that query (the target excepted).
         ``positives`` may be a prebuilt :class:`PositivePairs`; ``masked`` is added to it either way.
 
         The documents are kept detached (sharing the caller's storage, no copy): they are frozen by
-        construction and never receive gradient, even from a tensor that requires it."""
+        construction and never receive gradient, even from a tensor that requires it.
+
+        ``num_negatives``: K sampled negatives per query and step (module docstring); ``generator``
+        seeds the draw."""
         super().__init__()
         self.model = model
         self.register_buffer("documents", documents.detach().float(), persistent=False)
@@ -60,6 +71,10 @@ class FrozenCorpusInfoNCE(nn.Module):
             for q, docs in source.items():
                 combined.setdefault(int(q), set()).update(int(d) for d in docs)
         self.excluded = PositivePairs(combined)
+        if num_negatives is not None and num_negatives < 1:
+            raise ValueError(f"num_negatives must be at least 1 (or None for the whole corpus), got {num_negatives}")
+        self.num_negatives = num_negatives
+        self.generator = generator
         self.last_stats: dict[str, float] = {}
 
     def forward(self, sentence_features: list[dict[str, Tensor]], labels: Tensor) -> Tensor:
@@ -70,7 +85,11 @@ class FrozenCorpusInfoNCE(nn.Module):
         query_idx, targets = labels[:, 0].to(queries.device), labels[:, 1].to(queries.device)
         all_docs = torch.arange(documents.size(0), device=queries.device)
         mask = self.excluded.contains(query_idx, all_docs)
-        mask[torch.arange(len(targets), device=queries.device), targets] = False
+        rows = torch.arange(len(targets), device=queries.device)
+        mask[rows, targets] = True  # the target is never drawn as one of its own negatives
+        if self.num_negatives is not None:
+            mask = sample_negatives(mask, self.num_negatives, self.generator)
+        mask[rows, targets] = False
         loss, stats = info_nce_from_scores(scores, targets, mask, self.temperature)
         self.last_stats = {"loss": float(loss.detach()), **{k: float(v) for k, v in stats.items()},
                            "temperature": self.temperature}
@@ -78,7 +97,7 @@ class FrozenCorpusInfoNCE(nn.Module):
 
     def get_config_dict(self) -> dict[str, Any]:
         return {"temperature": self.temperature, "documents": int(self.documents.size(0)),
-                "excluded_pairs": len(self.excluded)}
+                "excluded_pairs": len(self.excluded), "num_negatives": self.num_negatives}
 
     @property
     def citation(self) -> str:
@@ -89,3 +108,19 @@ class FrozenCorpusInfoNCE(nn.Module):
     year={2018}, eprint={1807.03748}, archivePrefix={arXiv}
 }
 """
+
+
+def sample_negatives(excluded: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
+    """A mask leaving, in each row, ``k`` distinct candidates drawn uniformly among the ``False`` ones of ``excluded``.
+
+    ``excluded``: [B, N] bool, True where a document may not be a negative (known positives,
+    masked suspects, the target). A row with fewer than ``k`` allowed documents keeps them all.
+    Returns a new [B, N] mask: True everywhere but the drawn negatives.
+    """
+    noise = torch.rand(excluded.shape, generator=generator, device="cpu").to(excluded.device)
+    noise = noise.masked_fill(excluded, float("inf"))  # never drawn
+    k = min(k, excluded.size(1))
+    drawn = noise.topk(k, dim=1, largest=False).indices
+    keep = torch.zeros_like(excluded)
+    keep.scatter_(1, drawn, True)
+    return ~(keep & ~excluded)

@@ -89,3 +89,56 @@ def test_documents_stay_frozen_even_given_a_tensor_that_requires_grad_while_the_
     moved = (model.vectors.detach() - queries_before).abs().sum(dim=1)
     assert (moved[[0, 1]] > 0).all()  # the queries of the batch learn
     assert (moved[[2, 3]] == 0).all()  # and only they
+
+
+def test_k_sampling_draws_exactly_k_distinct_negatives_that_are_never_positives_or_masked():
+    from finetune.losses.frozen_corpus import sample_negatives
+
+    excluded = torch.zeros(3, 20, dtype=torch.bool)
+    excluded[0, [1, 2, 3]] = True  # a query's positives, suspects and target
+    excluded[1, :17] = True  # only 3 documents allowed: all kept
+    generator = torch.Generator().manual_seed(0)
+    draws = []
+    for _ in range(50):
+        mask = sample_negatives(excluded, 4, generator)
+        kept = ~mask
+        assert kept[0].sum() == 4 and kept[2].sum() == 4 and kept[1].sum() == 3
+        assert not (kept & excluded).any()  # a drawn negative is never excluded
+        draws.append(tuple(kept[0].nonzero().flatten().tolist()))
+    assert len(set(draws)) > 40  # drawn afresh each time
+    counts = torch.zeros(20)
+    for d in draws:
+        counts[list(d)] += 1
+    assert counts[[1, 2, 3]].sum() == 0 and counts.max() < 30  # every allowed document gets drawn, none always
+
+
+def test_with_k_negatives_the_loss_is_cross_entropy_over_the_target_and_the_k_drawn():
+    model, documents, _ = _setup(masked={0: {9}})
+    loss = FrozenCorpusInfoNCE(model, documents, positives={0: {3, 7}, 1: {5}}, masked={0: {9}}, temperature=0.1,
+                               num_negatives=5, generator=torch.Generator().manual_seed(3))
+    labels = torch.tensor([[0, 3], [1, 5]])
+    got = loss([{"rows": torch.tensor([0, 1])}], labels)
+    assert loss.last_stats["n_candidates"] == 6  # K + 1, whatever the corpus size
+    assert loss.last_stats["mi_lower_bound"] == pytest.approx(math.log(6) - got.item(), rel=1e-5)
+    # replay the draw: same generator state, same mask
+    from finetune.losses.frozen_corpus import sample_negatives
+
+    excluded = loss.excluded.contains(torch.tensor([0, 1]), torch.arange(50))
+    excluded[[0, 1], [3, 5]] = True
+    kept = ~sample_negatives(excluded, 5, torch.Generator().manual_seed(3))
+    assert not kept[0, [3, 7, 9]].any() and not kept[1, 5]
+    logits = F.normalize(model.vectors[[0, 1]], dim=-1) @ documents.T / 0.1
+    expected = [-(logits[i, t] - torch.logsumexp(logits[i, kept[i] | (torch.arange(50) == t)], dim=0))
+                for i, t in ((0, 3), (1, 5))]
+    assert got.item() == pytest.approx(float(sum(expected) / 2), rel=1e-6)
+
+
+def test_corpus_negatives_is_a_query_mode_flag():
+    from finetune.config import FinetuneConfig
+    from retrieval.errors import UsageError
+
+    FinetuneConfig(mode="query", corpus_negatives=15).validate()
+    with pytest.raises(UsageError, match="--mode query"):
+        FinetuneConfig(mode="full", corpus_negatives=15).validate()
+    assert FinetuneConfig(mode="query").fingerprint() == FinetuneConfig(mode="query", corpus_negatives=0).fingerprint()
+    assert FinetuneConfig(mode="query").fingerprint() != FinetuneConfig(mode="query", corpus_negatives=3).fingerprint()
