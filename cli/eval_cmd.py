@@ -60,8 +60,12 @@ def run(args: argparse.Namespace) -> int:
     qrels = dataset.split(args.split)
     queries = dataset.split_queries(args.split)
     echo(f"{dataset.describe()}; evaluating {len(queries)} {args.split} queries")
+    from retrieval.backends import auto_backend
+
+    backend, why = auto_backend(args.device)
+    echo(f"documents encoded with backend {backend} ({why})")
     spec = IndexSpec(factory=args.factory, query_prompt=args.query_prompt,
-                     document_prompt=args.document_prompt, batch_size=args.batch_size)
+                     document_prompt=args.document_prompt, batch_size=args.batch_size, backend=backend)
     runs, timings, search_params = {}, {}, {}
     for name in args.model or [DEFAULT_MODEL]:
         start = time.perf_counter()

@@ -25,7 +25,7 @@ shards; IVF indexes are then built per shard and merged (FAISS's on-disk recipe)
 On GPUs, encode with `torchrun --nproc-per-node G -m cli.shard_worker ...`
 into the same --shard-dir first; this command then only indexes."""
 
-BACKEND_CHOICES = ("torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8", "openvino", "openvino-int8")
+BACKEND_CHOICES = ("auto", "torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8", "openvino", "openvino-int8")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,11 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--target-recall", type=float, default=0.95,
                    help="tune nprobe/efSearch of approximate indexes to this Recall@10 vs exact search; 0 skips tuning "
                         "(default: 0.95)")
-    g.add_argument("--backend", default="torch", choices=BACKEND_CHOICES,
-                   help="how documents are encoded: torch (float32), torch-bf16 (autocast), torch-int8 (dynamic "
+    g.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
+                   help="how documents are encoded: auto (torch-bf16 where the GPU or CPU runs bf16 natively, else "
+                        "torch; printed and recorded in meta.json), torch (float32), torch-bf16 (autocast), torch-int8 (dynamic "
                         "quantisation), onnx / onnx-int8 / openvino (sentence-transformers backends; need the "
                         "optional packages), openvino-int8 (static int8 calibrated on 300 of your documents) "
-                        "(default: torch)")
+                        "(default: auto)")
     g.add_argument("--dim", type=int, default=None,
                    help="Matryoshka: index only the first DIM coordinates of each embedding, renormalised (queries are "
                         "cut the same way at search; recorded as truncate_dim in meta.json); refused unless the model "
@@ -70,6 +71,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace, calibration: list[str] | None):
+    if args.backend == "auto":
+        from retrieval.backends import auto_backend
+
+        args.backend, why = auto_backend(args.device)
+        echo(f"--backend auto: {args.backend} ({why})")
     if args.backend == "torch":
         return load_model_from_args(args, args.model)
     from retrieval.backends import BackendUnavailable, load_model_with_backend

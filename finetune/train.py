@@ -87,18 +87,12 @@ def precision_flags(precision: str) -> dict[str, bool]:
         if torch.cuda.is_available():
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         else:
-            precision = "bf16" if _cpu_has_bf16() else "fp32"
+            from retrieval.backends import native_bf16
+
+            precision = "bf16" if native_bf16("cpu") else "fp32"
     if precision == "fp16" and not torch.cuda.is_available():
         raise UsageError("--precision fp16 needs a CUDA GPU; use bf16 or fp32 on CPU")
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def finetune(dataset: Dataset, config: FinetuneConfig, out: str | Path, base_index: str | Path | None = None,
@@ -117,7 +111,9 @@ def finetune(dataset: Dataset, config: FinetuneConfig, out: str | Path, base_ind
     out = Path(out)
     stages = Stages(log=logger)
     base = base_model if base_model is not None else stages.run("load base model", load_model, config.base)
-    spec = IndexSpec(batch_size=config.batch_size_encode)
+    from retrieval.backends import auto_backend
+
+    spec = IndexSpec(batch_size=config.batch_size_encode, backend=auto_backend(precision=config.precision)[0])
     stored = stages.run("base index", build_or_load, base, config.base, dataset.corpus,
                         Path(base_index) if base_index else out / "indexes" / "base", spec, source=dataset.source)
     documents = stored.vectors()

@@ -60,7 +60,11 @@ class Job:
 
         self.opts, self.config, self.dataset = opts, opts.config, dataset
         self.run = rundir.RunDir(Path(opts.out))
-        self.spec = IndexSpec(batch_size=opts.config.batch_size_encode)
+        from retrieval.backends import auto_backend
+
+        backend, why = auto_backend(precision=opts.config.precision)
+        logger.info("documents are encoded with backend %s (%s)", backend, why)
+        self.spec = IndexSpec(batch_size=opts.config.batch_size_encode, backend=backend)
         self.split = opts.config.test_split or "test"
 
     @cached_property

