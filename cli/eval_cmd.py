@@ -54,9 +54,12 @@ def run(args: argparse.Namespace) -> int:
     from retrieval.rundir import write_json
     from retrieval.sources import resolve
 
+    from retrieval.evaluate import id_widths, warm_up
+
     out = Path(args.out)
     index_root = Path(args.index_dir) if args.index_dir else out / "indexes"
     dataset = resolve(args.data, strict=args.strict)
+    warm_up(**id_widths(dataset.queries, dataset.corpus))  # ranx's compilation, overlapped with encoding
     qrels = dataset.split(args.split)
     queries = dataset.split_queries(args.split)
     echo(f"{dataset.describe()}; evaluating {len(queries)} {args.split} queries")

@@ -96,10 +96,12 @@ class Job:
 
 def tune(opts: TuneOptions) -> dict[str, Any]:
     """Run the main job; return ``{"metrics", "seconds", "run_dir", "general", "recommendation", "seen_unseen"}``."""
+    from retrieval.evaluate import id_widths, warm_up
     from retrieval.sources import resolve
 
     stages = Stages(4 + bool(opts.general) + bool(opts.geometry) + bool(opts.config.parsed_matryoshka_dims()), logger)
     job = Job(opts, stages.run("load data", resolve, opts.data, strict=opts.strict))
+    warm_up(**id_widths(job.dataset.queries, job.dataset.corpus))  # ranx's compilation, overlapped with training
     run, config = job.run, job.config
     fingerprints = {"corpus": corpus_fingerprint(job.dataset.corpus),
                     "qrels": {s: qrels_fingerprint(q) for s, q in sorted(job.dataset.qrels.items())},

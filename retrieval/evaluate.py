@@ -7,6 +7,7 @@ one qrels, :func:`compare` adds ranx's paired significance test, and
 
 from __future__ import annotations
 
+import threading
 import warnings
 
 import ranx
@@ -20,17 +21,87 @@ warnings.filterwarnings("ignore", message="unsafe cast from uint64 to int64")  #
 METRICS = ["ndcg@10", "recall@1", "recall@5", "recall@10", "recall@20", "recall@100", "mrr@10", "map@100"]
 
 
-def to_qrels(qrels: QrelsDict) -> Qrels:
-    return Qrels.from_dict({q: dict(docs) for q, docs in qrels.items()})
+_warmed: set[tuple[int, int]] = set()
 
 
-def _comparable(qrels: QrelsDict, run: Run, name: str | None = None) -> Run:
-    """A copy of ``run`` restricted to the judged queries; one it lacks gets no results (scores zero).
+def warm_up(background: bool = True, query_id_width: int = 8, doc_id_width: int = 8) -> threading.Thread | None:
+    """Compile ranx's numba code now, in a daemon thread by default, so the first real call finds it done.
+
+    ranx caches its metric kernels on disk (``cache=True``; ``NUMBA_CACHE_DIR``, which the CLI
+    points at ``$RETRIEVAL_CACHE/numba``), but numba cannot cache the typed ``Dict``/``List``
+    code that building and reading a ``Run`` compiles, so every new process pays ~10 s on a
+    2-core CPU before its first score (measured: ``bench/ranx_first_call.py``). That code is
+    compiled per id *width* (ranx holds ids as fixed-width numpy strings): inside
+    :func:`evaluate` ids reach ranx at one fixed width (:class:`_Ids`), and the runs callers
+    build carry their dataset's ids, so a job passes its longest query and document id lengths.
+    The compilation then overlaps with loading and encoding (torch releases the GIL), and
+    numba's compile lock makes an early real call wait for it instead of compiling twice.
+    """
+    key = (query_id_width, doc_id_width)
+    if key in _warmed:
+        return None
+    _warmed.add(key)
+
+    def run() -> None:
+        q1, q2 = "q" * query_id_width, "r" * query_id_width
+        a_doc, b_doc = "a" * doc_id_width, "b" * doc_id_width
+        qrels = {q1: {a_doc: 1}, q2: {b_doc: 1}}
+        a = Run.from_dict({q1: {a_doc: 0.9, b_doc: 0.1}, q2: {a_doc: 0.5, b_doc: 0.4}}, name="a")
+        b = Run.from_dict({q1: {b_doc: 0.9, a_doc: 0.1}, q2: {b_doc: 0.5}}, name="b")
+        evaluate(qrels, {"a": a})
+        per_query(qrels, a)
+        compare(qrels, {"a": a, "b": b}, ["ndcg@10"])
+
+    if not background:
+        run()
+        return None
+    thread = threading.Thread(target=run, name="ranx-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def id_widths(queries, docs) -> dict[str, int]:
+    """The ``warm_up`` arguments for a dataset: its longest query id and document id."""
+    return {"query_id_width": max(map(len, queries), default=1), "doc_id_width": max(map(len, docs), default=1)}
+
+
+ID_WIDTH = 10
+
+
+class _Ids:
+    """Fixed-width stand-ins for query and document ids, for ranx's eyes only.
+
+    ranx turns ids into numpy unicode arrays, so numba compiles its code once per *id width*
+    (``U4``, ``U9``, ...): a dataset with other id lengths than the last one recompiles, and a
+    warm-up with made-up ids warms nothing. Every id handed to ranx here is a ``ID_WIDTH``-digit
+    number instead, the same width for every dataset, so :func:`warm_up` compiles exactly what
+    the real calls use. Scores do not depend on ids, and results keyed by query are mapped back.
+    """
+
+    def __init__(self) -> None:
+        self.queries: dict[str, str] = {}
+        self.docs: dict[str, str] = {}
+
+    def query(self, qid: str) -> str:
+        return self.queries.setdefault(qid, f"{len(self.queries):0{ID_WIDTH}d}")
+
+    def doc(self, doc_id: str) -> str:
+        return self.docs.setdefault(doc_id, f"{len(self.docs):0{ID_WIDTH}d}")
+
+
+def to_qrels(qrels: QrelsDict, ids: _Ids | None = None) -> Qrels:
+    ids = ids or _Ids()
+    return Qrels.from_dict({ids.query(q): {ids.doc(d): r for d, r in docs.items()} for q, docs in qrels.items()})
+
+
+def _comparable(qrels: QrelsDict, run: Run, name: str | None = None, ids: _Ids | None = None) -> Run:
+    """A copy of ``run`` restricted to the judged queries (ids as ``ids`` maps them); one it lacks gets no results.
 
     ranx's own ``make_comparable`` edits the run in place; a copy keeps callers' runs whole.
     """
+    ids = ids or _Ids()
     data = run.to_dict()
-    kept = Run.from_dict({q: dict(data.get(q, {})) for q in qrels})
+    kept = Run.from_dict({ids.query(q): {ids.doc(d): s for d, s in data.get(q, {}).items()} for q in qrels})
     kept.name = name or run.name
     return kept
 
@@ -38,10 +109,11 @@ def _comparable(qrels: QrelsDict, run: Run, name: str | None = None) -> Run:
 def evaluate(qrels: QrelsDict, runs: dict[str, Run], metrics: list[str] | None = None) -> dict[str, dict[str, float]]:
     """``{system: {metric: mean score}}`` over every judged query of ``qrels``."""
     metrics = metrics or METRICS
-    judged = to_qrels(qrels)
+    ids = _Ids()
+    judged = to_qrels(qrels, ids)
     out = {}
     for name, run in runs.items():
-        scores = ranx.evaluate(judged, _comparable(qrels, run), metrics, make_comparable=True)
+        scores = ranx.evaluate(judged, _comparable(qrels, run, ids=ids), metrics, make_comparable=True)
         scores = scores if isinstance(scores, dict) else {metrics[0]: scores}
         out[name] = {m: float(scores[m]) for m in metrics}
     return out
@@ -49,11 +121,12 @@ def evaluate(qrels: QrelsDict, runs: dict[str, Run], metrics: list[str] | None =
 
 def per_query(qrels: QrelsDict, run: Run, metric: str = "ndcg@10") -> dict[str, float]:
     """Each judged query's score (zero where the run has no result for it)."""
-    judged = to_qrels(qrels)
-    kept = _comparable(qrels, run)
+    ids = _Ids()
+    judged = to_qrels(qrels, ids)
+    kept = _comparable(qrels, run, ids=ids)
     ranx.evaluate(judged, kept, [metric], make_comparable=True, save_results_in_run=True)
     got = {q: float(v) for q, v in kept.scores[metric].items()}
-    return {q: got.get(q, 0.0) for q in qrels}
+    return {q: got.get(ids.query(q), 0.0) for q in qrels}
 
 
 def compare(
@@ -64,7 +137,9 @@ def compare(
     max_p: float = 0.05,
 ):
     """ranx ``compare``: each pair of runs with a paired significance test (p-values in ``to_dict()``)."""
-    named = [_comparable(qrels, run, name) for name, run in runs.items()]
+    ids = _Ids()
+    judged = to_qrels(qrels, ids)
+    named = [_comparable(qrels, run, name, ids) for name, run in runs.items()]
     return ranx.compare(
-        to_qrels(qrels), named, metrics or METRICS, stat_test=stat_test, max_p=max_p, make_comparable=True, rounding_digits=4
+        judged, named, metrics or METRICS, stat_test=stat_test, max_p=max_p, make_comparable=True, rounding_digits=4
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from ranx import Run
+from ranx import Qrels, Run
 
 from retrieval.evaluate import compare, evaluate, per_query
 
@@ -40,3 +40,28 @@ def test_compare_gives_p_values_and_win_loss_counts():
     expected = ttest_rel([a[q] for q in QRELS], [b[q] for q in QRELS]).pvalue  # ranx "student": the paired t-test
     assert float(report["base"]["comparisons"]["better"]["ndcg@10"]) == pytest.approx(expected, abs=1e-4)
     assert report["better"]["win_tie_loss"]["base"]["ndcg@10"] == {"W": 2, "T": 0, "L": 0}
+
+
+def test_ids_reach_ranx_at_one_width_and_results_come_back_under_the_callers_ids():
+    import ranx
+
+    qrels = {"a-very-long-query-id": {"doc-with-a-long-id": 1, "d": 1}, "q": {"x": 2}}
+    run = Run.from_dict({"a-very-long-query-id": {"d": 0.9, "doc-with-a-long-id": 0.8}, "q": {"y": 0.5, "x": 0.4}})
+    seen = []
+    real = ranx.evaluate
+
+    def spy(qrels_, run_, *args, **kwargs):
+        seen.extend(len(q) for q in run_.to_dict())
+        seen.extend(len(d) for docs in run_.to_dict().values() for d in docs)
+        return real(qrels_, run_, *args, **kwargs)
+
+    import retrieval.evaluate as ours
+
+    ours.ranx.evaluate = spy  # ranx is the same module object everywhere: restored below
+    try:
+        direct = real(Qrels.from_dict(qrels), Run.from_dict(run.to_dict()), "ndcg@10")
+        assert evaluate(qrels, {"r": run}, ["ndcg@10"])["r"]["ndcg@10"] == pytest.approx(direct)
+        assert set(per_query(qrels, run)) == set(qrels)
+    finally:
+        ours.ranx.evaluate = real
+    assert set(seen) == {ours.ID_WIDTH}
