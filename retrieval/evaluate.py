@@ -22,6 +22,10 @@ METRICS = ["ndcg@10", "recall@1", "recall@5", "recall@10", "recall@20", "recall@
 
 
 _warmed: set[tuple[int, int]] = set()
+# ranx's metric kernels are numba ``parallel=True`` functions, and numba's default threading layer
+# aborts the process when two Python threads run them at once: every ranx call here (and in
+# fusion, widths, recommend) holds this lock, the background warm-up included.
+RANX_LOCK = threading.RLock()
 
 
 def warm_up(background: bool = True, query_id_width: int = 8, doc_id_width: int = 8) -> threading.Thread | None:
@@ -43,14 +47,8 @@ def warm_up(background: bool = True, query_id_width: int = 8, doc_id_width: int 
     _warmed.add(key)
 
     def run() -> None:
-        q1, q2 = "q" * query_id_width, "r" * query_id_width
-        a_doc, b_doc = "a" * doc_id_width, "b" * doc_id_width
-        qrels = {q1: {a_doc: 1}, q2: {b_doc: 1}}
-        a = Run.from_dict({q1: {a_doc: 0.9, b_doc: 0.1}, q2: {a_doc: 0.5, b_doc: 0.4}}, name="a")
-        b = Run.from_dict({q1: {b_doc: 0.9, a_doc: 0.1}, q2: {b_doc: 0.5}}, name="b")
-        evaluate(qrels, {"a": a})
-        per_query(qrels, a)
-        compare(qrels, {"a": a, "b": b}, ["ndcg@10"])
+        with RANX_LOCK:
+            _warm_up_calls(query_id_width, doc_id_width)
 
     if not background:
         run()
@@ -58,6 +56,17 @@ def warm_up(background: bool = True, query_id_width: int = 8, doc_id_width: int 
     thread = threading.Thread(target=run, name="ranx-warm-up", daemon=True)
     thread.start()
     return thread
+
+
+def _warm_up_calls(query_id_width: int, doc_id_width: int) -> None:
+    q1, q2 = "q" * query_id_width, "r" * query_id_width
+    a_doc, b_doc = "a" * doc_id_width, "b" * doc_id_width
+    qrels = {q1: {a_doc: 1}, q2: {b_doc: 1}}
+    a = Run.from_dict({q1: {a_doc: 0.9, b_doc: 0.1}, q2: {a_doc: 0.5, b_doc: 0.4}}, name="a")
+    b = Run.from_dict({q1: {b_doc: 0.9, a_doc: 0.1}, q2: {b_doc: 0.5}}, name="b")
+    evaluate(qrels, {"a": a})
+    per_query(qrels, a)
+    compare(qrels, {"a": a, "b": b}, ["ndcg@10"])
 
 
 def id_widths(queries, docs) -> dict[str, int]:
@@ -113,7 +122,9 @@ def evaluate(qrels: QrelsDict, runs: dict[str, Run], metrics: list[str] | None =
     judged = to_qrels(qrels, ids)
     out = {}
     for name, run in runs.items():
-        scores = ranx.evaluate(judged, _comparable(qrels, run, ids=ids), metrics, make_comparable=True)
+        kept = _comparable(qrels, run, ids=ids)
+        with RANX_LOCK:
+            scores = ranx.evaluate(judged, kept, metrics, make_comparable=True)
         scores = scores if isinstance(scores, dict) else {metrics[0]: scores}
         out[name] = {m: float(scores[m]) for m in metrics}
     return out
@@ -124,7 +135,8 @@ def per_query(qrels: QrelsDict, run: Run, metric: str = "ndcg@10") -> dict[str, 
     ids = _Ids()
     judged = to_qrels(qrels, ids)
     kept = _comparable(qrels, run, ids=ids)
-    ranx.evaluate(judged, kept, [metric], make_comparable=True, save_results_in_run=True)
+    with RANX_LOCK:
+        ranx.evaluate(judged, kept, [metric], make_comparable=True, save_results_in_run=True)
     got = {q: float(v) for q, v in kept.scores[metric].items()}
     return {q: got.get(ids.query(q), 0.0) for q in qrels}
 
@@ -140,6 +152,6 @@ def compare(
     ids = _Ids()
     judged = to_qrels(qrels, ids)
     named = [_comparable(qrels, run, name, ids) for name, run in runs.items()]
-    return ranx.compare(
-        judged, named, metrics or METRICS, stat_test=stat_test, max_p=max_p, make_comparable=True, rounding_digits=4
-    )
+    with RANX_LOCK:
+        return ranx.compare(judged, named, metrics or METRICS, stat_test=stat_test, max_p=max_p, make_comparable=True,
+                            rounding_digits=4)

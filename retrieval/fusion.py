@@ -16,7 +16,10 @@ warnings.filterwarnings("ignore", message="unsafe cast from uint64 to int64")
 
 def hybrid(runs: list[Run], method: str = "rrf", name: str = "hybrid", norm: str | None = None) -> Run:
     """Fuse ``runs`` with ranx ``fuse`` (``rrf``: ranks only; others min-max normalise scores first)."""
-    fused = fuse(runs, norm=norm or ("min-max" if method != "rrf" else None), method=method)
+    from retrieval.evaluate import RANX_LOCK
+
+    with RANX_LOCK:  # ranx's numba kernels may not run in two threads at once
+        fused = fuse(runs, norm=norm or ("min-max" if method != "rrf" else None), method=method)
     fused.name = name
     return fused
 

@@ -59,7 +59,10 @@ def paired_p(a: dict[str, float], b: dict[str, float]) -> float:
     x, y = np.array([a[q] for q in qids]), np.array([b[q] for q in qids])
     if len(qids) < 2 or np.allclose(x, y):
         return 1.0
-    p, _ = paired_student_t_test(x, y)
+    from retrieval.evaluate import RANX_LOCK
+
+    with RANX_LOCK:
+        p, _ = paired_student_t_test(x, y)
     return float(p) if np.isfinite(p) else 1.0
 
 

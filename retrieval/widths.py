@@ -26,6 +26,8 @@ def width_rows(doc_vectors: np.ndarray, doc_ids: Sequence[str], query_vectors: n
     import faiss
     from ranx import Qrels, Run, evaluate
 
+    from retrieval.evaluate import RANX_LOCK
+
     full = doc_vectors.shape[1]
     if any(not 1 <= d <= full for d in dims):
         raise ValueError(f"widths {sorted(dims)} do not fit embeddings of dimension {full}")
@@ -38,7 +40,8 @@ def width_rows(doc_vectors: np.ndarray, doc_ids: Sequence[str], query_vectors: n
         scores, ids = index.search(queries, min(k, len(doc_ids)))
         run = Run({q: {doc_ids[i]: float(s) for s, i in zip(row_s, row_i) if i >= 0}
                    for q, row_s, row_i in zip(qids, scores, ids) if q in qrels})
-        metrics = evaluate(judged, run, ["ndcg@10", "recall@100"], make_comparable=True)
+        with RANX_LOCK:  # ranx's numba kernels may not run in two threads at once
+            metrics = evaluate(judged, run, ["ndcg@10", "recall@100"], make_comparable=True)
         rows.append({"dim": dim, "ndcg@10": float(metrics["ndcg@10"]), "recall@100": float(metrics["recall@100"]),
                      "index_bytes": int(docs.shape[0]) * dim * 4})
     return rows

@@ -65,3 +65,25 @@ def test_ids_reach_ranx_at_one_width_and_results_come_back_under_the_callers_ids
     finally:
         ours.ranx.evaluate = real
     assert set(seen) == {ours.ID_WIDTH}
+
+
+def test_scoring_while_the_background_warm_up_runs_is_safe_and_waits_for_it():
+    """numba's default threading layer aborts the process if two threads run ranx's parallel kernels at once."""
+    import threading
+
+    import retrieval.evaluate as ours
+
+    ours._warmed.discard((3, 5))
+    thread = ours.warm_up(query_id_width=3, doc_id_width=5)
+    assert thread is not None and ours.warm_up(query_id_width=3, doc_id_width=5) is None  # once per widths
+    results = []
+
+    def score():
+        results.append(evaluate(QRELS, {"r": RUN}, ["ndcg@10"])["r"]["ndcg@10"])
+
+    workers = [threading.Thread(target=score) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in [thread, *workers]:
+        w.join(timeout=300)
+    assert len(results) == 3 and len(set(results)) == 1
