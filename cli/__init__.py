@@ -43,20 +43,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (DataError, IndexMismatchError, IndexIntegrityError, FileNotFoundError, UsageError)
 
 
-def _numba_cache_in_user_folder() -> None:
-    """ranx's compiled kernels go to ``$RETRIEVAL_CACHE/numba`` (writable even when site-packages is not)."""
-    import os
-    from pathlib import Path
-
-    if "numba" not in sys.modules:  # numba reads it once, at import
-        root = Path(os.environ.get("RETRIEVAL_CACHE", Path.home() / ".cache" / "retrieval"))
-        os.environ.setdefault("NUMBA_CACHE_DIR", str(root / "numba"))
-
-
 def main(argv: list[str] | None = None) -> int:
     from cli.common import apply_config
 
-    _numba_cache_in_user_folder()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -31,10 +31,10 @@ RANX_LOCK = threading.RLock()
 def warm_up(background: bool = True, query_id_width: int = 8, doc_id_width: int = 8) -> threading.Thread | None:
     """Compile ranx's numba code now, in a daemon thread by default, so the first real call finds it done.
 
-    ranx caches its metric kernels on disk (``cache=True``; ``NUMBA_CACHE_DIR``, which the CLI
-    points at ``$RETRIEVAL_CACHE/numba``), but numba cannot cache the typed ``Dict``/``List``
-    code that building and reading a ``Run`` compiles, so every new process pays ~10 s on a
-    2-core CPU before its first score (measured: ``bench/ranx_first_call.py``). That code is
+    ranx's metric kernels are cached on disk by numba (``cache=True``: beside ranx's sources, or
+    in the user's cache folder, ``~/.cache/numba``, where those are read-only), but numba cannot
+    cache the typed ``Dict``/``List`` code that building and reading a ``Run`` compiles, so every
+    new process pays ~10 s on a 2-core CPU before its first score (measured: ``bench/ranx_first_call.py``). That code is
     compiled per id *width* (ranx holds ids as fixed-width numpy strings): inside
     :func:`evaluate` ids reach ranx at one fixed width (:class:`_Ids`), and the runs callers
     build carry their dataset's ids, so a job passes its longest query and document id lengths.
