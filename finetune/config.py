@@ -178,6 +178,24 @@ class FinetuneConfig:
                 raise UsageError("--matryoshka-dims with --gradient-cache and --learnable-temperature is not implemented")
 
 
+def precision_flags(precision: str) -> dict[str, bool]:
+    """Trainer flags for the chosen precision; ``auto`` picks bf16 where the hardware runs it natively."""
+    import torch
+
+    if precision == "auto":
+        if torch.cuda.is_available():
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            from retrieval.backends import native_bf16
+
+            precision = "bf16" if native_bf16("cpu") else "fp32"
+    if precision == "fp16" and not torch.cuda.is_available():
+        from retrieval.errors import UsageError
+
+        raise UsageError("--precision fp16 needs a CUDA GPU; use bf16 or fp32 on CPU")
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
 def add_to_parser(parser, cls=FinetuneConfig) -> None:
     """One ``--flag`` per dataclass field, typed, with the field's help and default."""
     group = parser.add_argument_group("fine-tuning")

@@ -53,7 +53,7 @@ class _Setup:
         self.dev_qrels = dev_qrels
 
     def _evaluator(self, doc_ids: list[str], **kwargs) -> DevEvaluator:
-        from finetune.train import precision_flags
+        from finetune.config import precision_flags
 
         evaluator = DevEvaluator(self.dev_queries, self.dev_qrels, doc_ids, batch_size=self.config.batch_size_encode,
                                  groups=self.dev_groups, select=self.config.select_on,

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from finetune.config import FinetuneConfig
+from finetune.config import FinetuneConfig, precision_flags
 from finetune.dev_split import dev_split
 from finetune.pairs import TrainQueries, epoch_rows, train_queries
 from index.atomic import write_text
@@ -77,22 +77,6 @@ class FinetuneResult:
             return None
         key = self.select if self.select in best and self.select in start else "ndcg@10"
         return best[key] > start[key]
-
-
-def precision_flags(precision: str) -> dict[str, bool]:
-    """Trainer flags for the chosen precision; ``auto`` picks bf16 where the hardware runs it natively."""
-    import torch
-
-    if precision == "auto":
-        if torch.cuda.is_available():
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            from retrieval.backends import native_bf16
-
-            precision = "bf16" if native_bf16("cpu") else "fp32"
-    if precision == "fp16" and not torch.cuda.is_available():
-        raise UsageError("--precision fp16 needs a CUDA GPU; use bf16 or fp32 on CPU")
-    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
 def finetune(dataset: Dataset, config: FinetuneConfig, out: str | Path, base_index: str | Path | None = None,
