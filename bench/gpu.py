@@ -21,13 +21,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def encoding(model, texts: list[str], device: str, bf16: bool, batch_size: int) -> dict:
-    import contextlib
-
+    """docs/s under bf16 autocast (fp32 is timed by the base index build itself: the corpus is encoded once in fp32)."""
     import torch
 
     rows = {}
-    for name, ctx in (("fp32", contextlib.nullcontext()),
-                      ("bf16", torch.autocast(device_type=device, dtype=torch.bfloat16) if bf16 else None)):
+    for name, ctx in (("bf16", torch.autocast(device_type=device, dtype=torch.bfloat16) if bf16 else None),):
         if ctx is None:
             continue
         with ctx:
@@ -101,9 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     texts = doc_texts(dataset.corpus)
     numbers: dict = {"device": where, "torch": torch.__version__, "precision": precision, "documents": len(texts)}
 
-    numbers["encode_docs_per_s"] = encoding(model, texts, device, bf16, args.batch_size)
+    start = time.perf_counter()  # the fp32 encoding rate is the base index build's (encoding dominates it)
     stored = build_or_load(model, args.model, dataset.corpus, args.out / "base-index", IndexSpec(batch_size=args.batch_size),
                            progress=False, source=dataset.source)
+    numbers["encode_docs_per_s"] = {"fp32": len(texts) / (time.perf_counter() - start),
+                                    **encoding(model, texts, device, bf16, args.batch_size)}
     queries = list(dataset.split_queries("test").values())
     numbers["faiss"] = faiss_search(stored.vectors(), model.encode(queries, batch_size=args.batch_size,
                                                                    normalize_embeddings=True))
