@@ -19,7 +19,7 @@ PLOTS = {  # file name -> what it shows (the markdown report uses these captions
     "probe_noise.png": "Linear-probe accuracy as Gaussian noise is added to the embeddings",
     "infonce_k.png": "InfoNCE loss and the mutual-information bound as the number of negatives K grows",
     "summary.png": "Anisotropy, alignment and uniformity per model",
-    "tau_sweep.png": "Test nDCG@10 and uniformity of short fine-tunes at several InfoNCE temperatures",
+    "tau_sweep.png": "Test nDCG@10 (all and unseen-document queries) and uniformity of short fine-tunes at several InfoNCE temperatures",
 }
 
 
@@ -199,9 +199,15 @@ def plot_tau_sweep(sweep: dict, path: Path) -> Path:
     plt = _plt()
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     taus = sweep["tau"]
-    left.plot(taus, sweep["ndcg@10"], "o-", label="fine-tuned")
+    left.plot(taus, sweep["ndcg@10"], "o-", label="fine-tuned, all test queries")
     if sweep["base_ndcg@10"] and sweep["base_ndcg@10"][0] is not None:
-        left.axhline(sweep["base_ndcg@10"][0], color="0.5", linestyle=":", label="base model")
+        left.axhline(sweep["base_ndcg@10"][0], color="0.5", linestyle=":", label="base model, all")
+    unseen = sweep.get("unseen_ndcg@10") or []
+    if any(u is not None for u in unseen):  # queries whose relevant documents were never training positives
+        left.plot(taus, [math.nan if u is None else u for u in unseen], "s--", label="fine-tuned, unseen documents")
+        base_unseen = sweep.get("base_unseen_ndcg@10") or [None]
+        if base_unseen[0] is not None:
+            left.axhline(base_unseen[0], color="black", linestyle="--", linewidth=1, label="base model, unseen")
     left.set_ylabel(f"nDCG@10 on {sweep['split']}")
     left.set_title("Retrieval quality (higher is better)")
     right.plot(taus, [math.nan if u is None else u for u in sweep["uniformity"]], "o-", label="documents")

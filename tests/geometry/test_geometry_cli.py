@@ -103,6 +103,15 @@ def test_tau_sweep_fine_tunes_once_per_temperature_and_plots_the_result(tiny_mod
     assert all(0.0 <= n <= 1.0 for n in sweep["ndcg@10"]) and all(u < 0 for u in sweep["query_uniformity"])
     assert sweep["uniformity"][0] == sweep["uniformity"][1]  # query mode keeps the base document side
     assert (out / "tau_sweep" / "tau-0.05" / "model").is_dir()
+    # the toy test queries ask about doc0 of each topic; training positives are doc1/doc2: all 8 unseen
+    assert sweep["unseen_queries"] == 8
+    for i, tau in enumerate(sweep["tau"]):
+        per_query = json.loads((out / "tau_sweep" / f"tau-{tau:g}" / "per_query.json").read_text())
+        assert per_query["metric"] == "ndcg@10"
+        for system, key in (("tuned", "unseen_ndcg@10"), ("base", "base_unseen_ndcg@10")):
+            scores = per_query["systems"][system]
+            assert len(scores) == 8 and sweep[key][i] == pytest.approx(sum(scores.values()) / 8)
+        assert sweep["unseen_ndcg@10"][i] == pytest.approx(sweep["ndcg@10"][i])
     assert (out / "tau_sweep.png").stat().st_size > 0 and "tau_sweep.png" in (out / "geometry.md").read_text()
     assert "tau=0.5" in capsys.readouterr().out
 
