@@ -24,6 +24,11 @@ Recipes (``--recipes``, default all):
   weight decay 0 (the trainer's default) instead of 0.01, no interpolation;
 * ``full-nce``, ``full-siglip``, ``full-triplet``: ``full`` with ``--loss nce|siglip|triplet``
   (same data, negatives, steps and seed; no interpolation, so each compares with ``full``);
+* ``full-queue``: ``full`` with a MoCo-style queue (``--queue-size 256``, no momentum copy: 20-odd
+  steps are too few for a 0.999 key encoder to move off the base model), so each query sees
+  the last batches' documents as extra negatives; no interpolation, compares with ``full``;
+* ``full-matryoshka``: ``full`` under ``MatryoshkaLoss`` (``--matryoshka-dims 384,256,128,64``),
+  scored at the full width (``retrieval tune`` reports every width); no interpolation;
 * ``st-plain``: the plain sentence-transformers recipe, no code of ours in the loop:
   ``SentenceTransformerTrainer`` + ``MultipleNegativesRankingLoss``, the same mined negative,
   1 epoch, lr 3e-5, bf16 where the CPU has it, no dev selection.
@@ -65,8 +70,12 @@ RECIPES = {
     "full-nce": dict(mode="full", epochs=1, learning_rate=3e-5, select_on="unseen", interpolate="none", loss="nce"),
     "full-siglip": dict(mode="full", epochs=1, learning_rate=3e-5, select_on="unseen", interpolate="none", loss="siglip"),
     "full-triplet": dict(mode="full", epochs=1, learning_rate=3e-5, select_on="unseen", interpolate="none", loss="triplet"),
+    "full-queue": dict(mode="full", epochs=1, learning_rate=3e-5, select_on="unseen", interpolate="none", queue_size=256),
+    "full-matryoshka": dict(mode="full", epochs=1, learning_rate=3e-5, select_on="unseen", interpolate="none",
+                            matryoshka_dims="384,256,128,64"),
 }
-ALL = ["full-wise", "full", "st-plain", "query", "query-wise", "full-3ep", "full-drop", "full-plain", "full-nce", "full-siglip", "full-triplet"]
+ALL = ["full-wise", "full", "st-plain", "query", "query-wise", "full-3ep", "full-drop", "full-plain", "full-nce", "full-siglip", "full-triplet",
+       "full-queue", "full-matryoshka"]
 
 
 def autocast():
