@@ -70,20 +70,23 @@ class DevEvaluator(BaseEvaluator):
         """The top ``k`` of every dev query under ``model``, as a ranx Run."""
         import contextlib
 
+        qids = list(self.queries)
         device = model.device.type
         with torch.autocast(device, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext():
-            return self._rank(model)
+            q, docs = self._encode(model, qids)
+        return self._top(qids, q, docs)  # scored in fp32: bf16 scores tie and do not convert to numpy
 
-    def _rank(self, model):
-        qids = list(self.queries)
+    def _encode(self, model, qids: list[str]):
         q = model.encode_query([self.queries[x] for x in qids], batch_size=self.batch_size, convert_to_tensor=True,
                                show_progress_bar=False).float().cpu()
         if self.documents is not None:
-            docs = self.documents
-        else:
-            docs = model.encode_document(self.doc_texts, batch_size=self.batch_size, convert_to_tensor=True,
-                                         show_progress_bar=False).float().cpu()
-        scores = F.normalize(q, dim=-1) @ F.normalize(docs, dim=-1).T
+            return q, self.documents
+        docs = model.encode_document(self.doc_texts, batch_size=self.batch_size, convert_to_tensor=True,
+                                     show_progress_bar=False).float().cpu()
+        return q, docs
+
+    def _top(self, qids: list[str], q, docs):
+        scores = F.normalize(q.float(), dim=-1) @ F.normalize(docs.float(), dim=-1).T
         top, idx = scores.topk(min(self.k, scores.size(1)), dim=1)
         return run_from_hits(qids, [[self.doc_ids[j] for j in row] for row in idx.tolist()], top.numpy(), self.name)
 

@@ -97,3 +97,39 @@ def test_dev_evaluator_scores_each_group_and_selects_on_unseen():
     assert metrics["unseen_ndcg@10"] == pytest.approx((1.0 + 1 / np.log2(3)) / 2)
     assert metrics["ndcg@10"] == pytest.approx((2.0 + 1 / np.log2(3)) / 3)
     assert ev.select_key == "unseen_ndcg@10" and ev.selected(Fixed()) == metrics["unseen_ndcg@10"]
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_dev_evaluator_under_bf16_autocast_ranks_as_in_fp32(frozen):
+    """On a CPU with native bf16 the trainer evaluates under autocast; scores stay fp32 (a bf16 tensor has no numpy)."""
+    import numpy as np
+    import torch
+
+    from finetune.evaluator import DevEvaluator
+
+    rng = np.random.default_rng(0)
+    q_vecs, d_vecs = rng.normal(size=(6, 16)).astype(np.float32), rng.normal(size=(20, 16)).astype(np.float32)
+
+    class Fixed:  # re-encodes as a model would, under whatever autocast is active
+        device = torch.device("cpu")
+
+        def _lin(self, rows):
+            return torch.from_numpy(rows) @ torch.eye(16)  # a matmul: bf16 under autocast
+
+        def encode_query(self, texts, **kw):
+            return self._lin(q_vecs[[int(t) for t in texts]])
+
+        def encode_document(self, texts, **kw):
+            return self._lin(d_vecs[[int(t) for t in texts]])
+
+    queries = {f"q{i}": str(i) for i in range(6)}
+    qrels = {f"q{i}": {f"d{i}": 1} for i in range(6)}
+    docs = dict(documents=d_vecs / np.linalg.norm(d_vecs, axis=1, keepdims=True)) if frozen else \
+        dict(doc_texts=[str(i) for i in range(20)])
+    runs = [DevEvaluator(queries, qrels, [f"d{i}" for i in range(20)], k=5, bf16=bf16, **docs).rank(Fixed())
+            for bf16 in (False, True)]
+    fp32, bf16 = (r.to_dict() for r in runs)
+    assert set(fp32) == set(bf16) == set(queries)
+    for q in queries:  # bf16 encoding moves scores by ~1e-2 at most; ranks of well-separated scores agree
+        assert all(isinstance(s, float) for s in bf16[q].values())
+        assert max(abs(bf16[q].get(d, 0) - s) for d, s in fp32[q].items() if d in bf16[q]) < 0.05
