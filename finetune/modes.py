@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 class _Setup:
     rows_per_epoch: int
     batch_sampler = "batch_sampler"
+    callbacks: list = []  # trainer callbacks the loss needs
 
     def __init__(self, dataset: Dataset, config: FinetuneConfig, queries: TrainQueries, mined, stored,
                  documents: np.ndarray, split: DevSplit, base) -> None:
@@ -94,6 +95,10 @@ class QuerySideSetup(_Setup):
         generator = torch.Generator().manual_seed(config.seed) if config.corpus_negatives else None
         self.loss = FrozenCorpusInfoNCE(self.model, documents, self.positives, masked, config.temperature,
                                         num_negatives=config.corpus_negatives or None, generator=generator)
+        if generator is not None:  # the draw resumes with the run (a function of seed and step)
+            from finetune.losses.frozen_corpus import ReseedEachStep
+
+            self.callbacks = [ReseedEachStep(generator, config.seed)]
         self.evaluator = self._evaluator(stored.meta.doc_ids, documents=documents.numpy())
 
     def export(self, path: Path):

@@ -214,7 +214,7 @@ def _trainer(setup, config: FinetuneConfig, out: Path):
         **precision_flags(config.precision),
     )
     trainer_cls = type("Trainer", (StatsTrainer, SentenceTransformerTrainer), {})
-    callbacks = []
+    callbacks = list(setup.callbacks)
     if config.early_stopping:
         from transformers import EarlyStoppingCallback
 

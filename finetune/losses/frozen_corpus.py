@@ -124,3 +124,24 @@ def sample_negatives(excluded: Tensor, k: int, generator: torch.Generator | None
     keep = torch.zeros_like(excluded)
     keep.scatter_(1, drawn, True)
     return ~(keep & ~excluded)
+
+
+try:
+    from transformers import TrainerCallback
+except ImportError:  # pragma: no cover - transformers comes with sentence-transformers
+    TrainerCallback = object
+
+
+class ReseedEachStep(TrainerCallback):
+    """Seed ``generator`` with ``seed + global_step`` before every step.
+
+    The K negatives of a step are then a function of (seed, step) alone, so a run resumed
+    from a checkpoint draws what the uninterrupted run would have, instead of replaying the
+    first steps' draws.
+    """
+
+    def __init__(self, generator: torch.Generator, seed: int) -> None:
+        self.generator, self.seed = generator, int(seed)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.generator.manual_seed(self.seed + int(state.global_step))

@@ -142,3 +142,25 @@ def test_corpus_negatives_is_a_query_mode_flag():
         FinetuneConfig(mode="full", corpus_negatives=15).validate()
     assert FinetuneConfig(mode="query").fingerprint() == FinetuneConfig(mode="query", corpus_negatives=0).fingerprint()
     assert FinetuneConfig(mode="query").fingerprint() != FinetuneConfig(mode="query", corpus_negatives=3).fingerprint()
+
+
+def test_k_sampling_resumed_from_a_checkpoint_draws_what_the_uninterrupted_run_drew():
+    from types import SimpleNamespace
+
+    from finetune.losses.frozen_corpus import ReseedEachStep, sample_negatives
+
+    excluded = torch.zeros(4, 30, dtype=torch.bool)
+    excluded[:, 0] = True
+
+    def draws(steps, generator):
+        callback, out = ReseedEachStep(generator, seed=11), []
+        for step in steps:
+            callback.on_step_begin(None, SimpleNamespace(global_step=step), None)
+            out.append(sample_negatives(excluded, 5, generator))
+        return out
+
+    whole = draws(range(6), torch.Generator())
+    resumed = draws(range(3, 6), torch.Generator().manual_seed(11))  # a new process restarts the generator at the seed
+    assert all(torch.equal(a, b) for a, b in zip(whole[3:], resumed))
+    assert not torch.equal(whole[0], whole[3])  # and steps still differ
+
