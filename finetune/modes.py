@@ -45,6 +45,10 @@ class _Setup:
         self.base = base  # the frozen starting point; the trainer gets a copy
         self.model = copy.deepcopy(base)
         forget_fingerprints(self.model)  # its weights are about to change
+        from finetune.dropout import set_attention_dropout
+
+        if not set_attention_dropout(self.model, config.attention_dropout):  # the copy only: base stays as loaded
+            logger.info("no attention dropout found in the model: --attention-dropout has no effect")
         self.max_seq_length = self.model.max_seq_length
         self.doc_index = {d: i for i, d in enumerate(stored.meta.doc_ids)}
         self.positives = {i: {self.doc_index[d] for d in docs} for i, docs in enumerate(queries.positives)}

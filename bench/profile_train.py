@@ -1,0 +1,182 @@
+"""Where a training step's time goes: the default recipe's trainer, a few steps, phase by phase.
+
+Issue 17 asks for the waste in training to be found with a profiler before anything is
+"optimised". This builds exactly what :func:`finetune.train.finetune` trains (same setup,
+loss, trainer and precision; the base index is reused from ``--index`` or built), runs
+``--steps`` optimizer steps after one warm-up step, and prints:
+
+* seconds per step split into collation (tokenisation + padding), the loss's forward
+  (encoding every column), backward, the optimizer step and the rest (the trainer's own
+  bookkeeping), measured by wrapping each call;
+* padding: the share of token positions in each batch that are padding, queries and
+  documents separately (what length-grouped batching could save);
+* ``torch.profiler``'s top operators by self CPU time over the measured steps.
+
+    python bench/profile_train.py --data ../shared/data/beir/scifact --index /tmp/e2e/scifact/indexes/base
+
+Nothing is written outside ``--work``; no checkpoint is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import time
+from collections import defaultdict
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+class Timer:
+    """Accumulates wall time per phase of the measured steps (the warm-up step is dropped)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.on = False
+
+    def wrap(self, phase: str, fn):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if self.on:
+                    self.seconds[phase] += time.perf_counter() - start
+        return timed
+
+
+def padding_share(batch: dict) -> dict[str, float]:
+    """Share of padded positions per column of a collated batch (``*_attention_mask`` keys)."""
+    shares = {}
+    for key, mask in batch.items():
+        if key.endswith("attention_mask"):
+            shares[key.removesuffix("_attention_mask") or "text"] = 1.0 - float(mask.float().mean())
+    return shares
+
+
+def main(argv: list[str] | None = None) -> int:
+    import numpy as np
+    import torch
+    from transformers import TrainerCallback
+
+    from finetune.config import FinetuneConfig
+    from finetune.dev_split import dev_split
+    from finetune.modes import SETUPS
+    from finetune.negatives import MiningConfig, mine_hard_negatives
+    from finetune.pairs import train_queries
+    from finetune.train import _trainer
+    from retrieval.backends import auto_backend
+    from retrieval.encode import encode
+    from retrieval.models import load_model
+    from retrieval.retriever import IndexSpec, build_or_load
+    from retrieval.sources import resolve
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="dataset (any --data form of the CLI)")
+    p.add_argument("--index", type=Path, default=None, help="a base index of the dataset to reuse (else built in --work)")
+    p.add_argument("--work", type=Path, default=Path("/tmp/profile-train"))
+    p.add_argument("--steps", type=int, default=3, help="measured optimizer steps (after one warm-up step)")
+    p.add_argument("--mode", default="full", choices=("full", "query"))
+    p.add_argument("--top", type=int, default=12, help="operators listed from torch.profiler")
+    p.add_argument("--attention-dropout", type=float, default=None,
+                   help="override the encoder's attention-probability dropout while training (default: the model's "
+                        "own, 0.1 for MiniLM); with 0, PyTorch's scaled_dot_product_attention can use its fused "
+                        "kernel instead of materialising and dropping out every attention matrix")
+    args = p.parse_args(argv)
+
+    config = FinetuneConfig(mode=args.mode, test_split="", interpolate="none")
+    dataset = resolve(args.data)
+    base = load_model(config.base)
+    spec = IndexSpec(batch_size=config.batch_size_encode, backend=auto_backend(precision=config.precision)[0])
+    stored = build_or_load(base, config.base, dataset.corpus, args.index or args.work / "base-index", spec,
+                           source=dataset.source)
+    split = dev_split(dataset, config.train_split, config.dev_split, config.dev_fraction, config.seed)
+    queries = train_queries(dataset, split.train)
+    vectors = encode(base, queries.texts, None, config.batch_size_encode, False, "query")
+    mining = MiningConfig(rank_start=1 if args.mode == "query" else config.rank_start, rank_end=config.rank_end,
+                          margin=config.margin, num_negatives=0 if args.mode == "query" else config.num_negatives,
+                          seed=config.seed)
+    mined = mine_hard_negatives(stored, vectors, queries.qids, queries.qrels(), mining, dataset.queries, dataset.corpus)
+    setup = SETUPS[args.mode](dataset, config, queries, mined, stored, np.asarray(stored.vectors()), split, base)
+    if args.attention_dropout is not None:
+        from finetune.dropout import set_attention_dropout
+
+        set_attention_dropout(setup.model, args.attention_dropout)
+    out = args.work / "run"
+    shutil.rmtree(out, ignore_errors=True)
+    trainer = _trainer(setup, config, out)
+    trainer.args.max_steps = args.steps + 1
+    trainer.args.eval_strategy = trainer.args.save_strategy = "no"
+    trainer.args.load_best_model_at_end = False
+    trainer.args.report_to = []
+
+    timer = Timer()
+    pads: list[dict[str, float]] = []
+    collator = trainer.data_collator  # the trainer reads its attributes: subclass it, do not replace it
+    plain_call = type(collator).__call__
+    timed_call = timer.wrap("collate", plain_call)
+
+    def counting_call(self, features):
+        batch = timed_call(self, features)
+        if timer.on:
+            pads.append(padding_share(batch))
+        return batch
+
+    collator.__class__ = type("Counting" + type(collator).__name__, (type(collator),), {"__call__": counting_call})
+    setup.loss.forward = timer.wrap("forward (loss, every column encoded)", setup.loss.forward)
+    trainer.accelerator.backward = timer.wrap("backward", trainer.accelerator.backward)
+    profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+    steps = {"start": 0.0, "total": 0.0}
+
+    class Phases(TrainerCallback):
+        def on_step_begin(self, a, state, control, **kw):
+            if state.global_step == 1:  # after the warm-up step
+                timer.on = True
+                profiler.start()
+            steps["start"] = time.perf_counter()
+
+        def on_pre_optimizer_step(self, a, state, control, **kw):
+            steps["opt"] = time.perf_counter()
+
+        def on_optimizer_step(self, a, state, control, **kw):
+            if timer.on:
+                timer.seconds["optimizer step"] += time.perf_counter() - steps["opt"]
+
+        def on_step_end(self, a, state, control, **kw):
+            if timer.on:
+                steps["total"] += time.perf_counter() - steps["start"]
+
+    trainer.add_callback(Phases())
+    torch.manual_seed(config.seed)
+    trainer.train()
+    profiler.stop()
+    timer.on = False
+
+    n = args.steps
+    # collation runs in the dataloader before on_step_begin: count it beside the step, not inside it
+    step_total = steps["total"] + timer.seconds["collate"]
+    print(f"\n## {dataset.name}, mode {args.mode}: {n} steps of batch {config.batch_size}, "
+          f"precision {'bf16' if trainer.args.bf16 else 'fp32'}, {torch.get_num_threads()} threads\n")
+    print("| phase | s per step | share |\n|---|---|---|")
+    known = 0.0
+    for phase, seconds in timer.seconds.items():
+        known += seconds
+        print(f"| {phase} | {seconds / n:.2f} | {seconds / step_total:.0%} |")
+    print(f"| rest (trainer bookkeeping, scheduler, logging) | {(step_total - known) / n:.2f} | "
+          f"{(step_total - known) / step_total:.0%} |")
+    print(f"| **step** | **{step_total / n:.2f}** | |")
+    if pads:
+        columns = sorted({c for row in pads for c in row})
+        print("\npadding share per column: " + ", ".join(
+            f"{c} {np.mean([row[c] for row in pads if c in row]):.0%}" for c in columns))
+    print()
+    print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top))
+    shutil.rmtree(out, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,47 @@
+"""Attention dropout while training: what it costs and how to turn it off.
+
+PyTorch's ``scaled_dot_product_attention`` runs a fused kernel (no ``[heads, L, L]`` matrix
+in memory) only when its ``dropout_p`` is 0; with dropout on a CPU it falls back to the plain
+math path: a batched matmul, a softmax, a Bernoulli mask and a multiply over every
+attention matrix, forward and backward. BERT-style encoders ship with an attention
+dropout of 0.1 (MiniLM included), so a training step pays that path although encoding,
+in eval mode, never does. ``bench/profile_train.py`` measures the share.
+
+Only the attention-probability dropout is changed (each attention module's own
+``nn.Dropout`` or ``attention_dropout`` float that transformers passes to SDPA); the
+hidden-state dropouts are left as they are, and the model's config is not edited, so a
+saved model reads exactly as before.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def set_attention_dropout(model: nn.Module, p: float) -> int:
+    """Set the attention-probability dropout of every attention module of ``model`` to ``p``.
+
+    Returns how many modules changed: 0 for a model without attention (a static embedding) or
+    of an architecture this does not know, which the caller reports. Raises ``ValueError`` for
+    ``p`` outside [0, 1).
+    """
+    if not 0 <= p < 1:
+        raise ValueError(f"attention dropout must be in [0, 1), got {p}")
+    changed = 0
+    for module in model.modules():
+        if "attention" not in type(module).__name__.lower():
+            continue
+        dropout = getattr(module, "dropout", None)
+        if isinstance(dropout, nn.Dropout) and _feeds_attention(module):
+            dropout.p = p
+            changed += 1
+        elif isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = p
+            changed += 1
+    return changed
+
+
+def _feeds_attention(module: nn.Module) -> bool:
+    """True for a self-attention module (query/key projections), not its output block (dense + LayerNorm)."""
+    names = {name for name, _ in module.named_children()}
+    return bool({"query", "key"} <= names or {"q_proj", "k_proj"} <= names or "qkv" in names or "Wqkv" in names)
