@@ -87,9 +87,11 @@ class FinetuneConfig:
     doc_max_length: int = _f(256, "tokens kept of each document while training (mode full)")
     precision: str = _f("auto", "bf16/fp16 autocast or fp32; auto: bf16 on GPUs and CPUs that support it, else fp32",
                         choices=("auto", "bf16", "fp16", "fp32"))
-    interpolate: str = _f("auto", "WiSE-FT: mix base and tuned weights, (1-a)*base + a*tuned; 'auto' picks a in "
+    interpolate: str = _f("none", "WiSE-FT: mix base and tuned weights, (1-a)*base + a*tuned; 'auto' picks a in "
                                   "{0, .25, .5, .75, 1} on the --select-on dev queries, a number fixes it, 'none' keeps "
-                                  "the tuned weights")
+                                  "the tuned weights (the default: on ~100 dev queries 'auto' chose on noise and cost up "
+                                  "to 1.9 points on test, README 'Recipes, measured'; the recommendation already falls "
+                                  "back to the base model when tuning did not help)")
     early_stopping: int = _f(0, "stop after this many dev evaluations without improvement (0: never)")
     evals_per_epoch: int = _f(1, "dev evaluations (and checkpoints) per epoch; the best dev nDCG@10 is kept")
     seed: int = _f(42, "seed for the dev split, sampling, mining and initialisation")
