@@ -21,7 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shards", type=int, required=True, help="number of shards")
     parser.add_argument("--document-prompt", default=None, help="text prepended to every document")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="encoding batch size")
-    parser.add_argument("--backend", default="torch", help="encoding backend (see retrieval.backends)")
+    parser.add_argument("--backend", default="auto",
+                        help="encoding backend (see retrieval.backends); 'auto' resolves as `retrieval index build "
+                             "--backend auto` does (bf16 where the hardware has it natively), so the shards match what "
+                             "the later `index build --shards N --shard-dir DIR` expects")
     return parser
 
 
@@ -29,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     from retrieval.shard_encode import encode_this_rank
 
     args = build_parser().parse_args(argv)
+    if args.backend == "auto":
+        from retrieval.backends import auto_backend
+
+        args.backend, why = auto_backend()
+        print(f"--backend auto: {args.backend} ({why})", file=sys.stderr)
     encode_this_rank(args.data, args.model, args.out, args.shards, args.document_prompt, args.batch_size, args.backend)
     return 0
 

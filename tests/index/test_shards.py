@@ -153,9 +153,13 @@ def test_cli_sharded_build_answers_like_the_plain_build(tiny_model_path, tmp_pat
     assert sharded.search(q, 5)[0] == plain.search(q, 5)[0]
 
 
-def test_torchrun_ranks_each_write_their_shards_and_the_cli_then_only_indexes(tiny_model_path, tmp_path, monkeypatch):
+@pytest.mark.parametrize("bf16_here", [False, True])  # both sides resolve --backend auto alike on either hardware
+def test_torchrun_ranks_each_write_their_shards_and_the_cli_then_only_indexes(tiny_model_path, tmp_path, monkeypatch,
+                                                                              bf16_here):
     from cli import main, shard_worker
-    from retrieval import shard_encode
+    from retrieval import backends, shard_encode
+
+    monkeypatch.setattr(backends, "native_bf16", lambda device=None: bf16_here)
     from tests.conftest import make_beir
 
     data = make_beir(tmp_path / "data", n_per_topic=12)
