@@ -71,7 +71,9 @@ def test_meta_whose_truncate_dim_disagrees_with_dim_is_refused(tmp_path):
 # --- the command line ------------------------------------------------------------------------------------------
 
 def _build(beir_dir, model, out, *extra) -> list[str]:
-    return ["index", "build", "--data", str(beir_dir), "--model", str(model), "--out", str(out), *extra]
+    """float32 (not --backend auto, bf16 on a CPU that has it) so the vectors compare with plain encode's."""
+    return ["index", "build", "--data", str(beir_dir), "--model", str(model), "--out", str(out), "--backend", "torch",
+            *extra]
 
 
 def test_index_build_refuses_a_width_the_model_was_not_trained_for(tiny_model_path, beir_dir, tmp_path, capsys):
