@@ -11,7 +11,7 @@ DESCRIPTION = """Evaluate the base model, mine hard negatives, fine-tune, index,
 BM25 vs hybrid (RRF) on the test split with paired significance tests, and write a report.
 
 Dev queries are held out by document (no dev-unseen relevant document is a training positive),
-the checkpoint and the base/tuned weight interpolation are chosen on them, and the run ends
+the checkpoint (and, with --interpolate auto, the base/tuned weight mix) is chosen on them, and the run ends
 with a recommendation made on dev evidence: deploy the tuned model, tuned + BM25, the base
 model or base + BM25. The report's first lines say which, with a warning when the tuned model
 is worse than the base model on documents it never saw in training.

@@ -68,7 +68,9 @@ class FinetuneConfig:
                                   "whose truncated embeddings each get the loss (sentence-transformers' MatryoshkaLoss); "
                                   "recorded in the model folder (matryoshka.json) for `retrieval index build --dim`; "
                                   "'': off", fingerprint_default=True)
-    num_negatives: int = _f(1, "mined hard negatives per query (mode full)")
+    num_negatives: int = _f(3, "mined hard negatives per query (mode full); 3 beat 1 on overall nDCG@10 at every seed "
+                               "on both datasets measured (README 'Recipes, measured') at ~2x the training time; "
+                               "1 is the fast choice")
     corpus_negatives: int = _f(0, "mode query: K negatives per query and step drawn at random from the frozen corpus "
                                   "(never a known positive or a masked suspect), to measure what K does; 0: every "
                                   "document of the corpus", fingerprint_default=True)
