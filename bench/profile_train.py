@@ -2,7 +2,8 @@
 
 Issue 17 asks for the waste in training to be found with a profiler before anything is
 "optimised". This builds exactly what :func:`finetune.train.finetune` trains (same setup,
-loss, trainer and precision; the base index is reused from ``--index`` or built), runs
+loss, trainer and precision, built by :func:`finetune.train.prepare`; the base index is reused
+from ``--index`` or built), runs
 ``--steps`` optimizer steps after one warm-up step, and prints:
 
 * seconds per step split into collation (tokenisation + padding), the loss's forward
@@ -63,15 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import TrainerCallback
 
     from finetune.config import FinetuneConfig
-    from finetune.dev_split import dev_split
-    from finetune.modes import SETUPS
-    from finetune.negatives import MiningConfig, mine_hard_negatives
-    from finetune.pairs import train_queries
-    from finetune.train import _trainer
-    from retrieval.backends import auto_backend
-    from retrieval.encode import encode
-    from retrieval.models import load_model
-    from retrieval.retriever import IndexSpec, build_or_load
+    from finetune.train import _trainer, prepare
     from retrieval.sources import resolve
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -81,32 +74,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=3, help="measured optimizer steps (after one warm-up step)")
     p.add_argument("--mode", default="full", choices=("full", "query"))
     p.add_argument("--top", type=int, default=12, help="operators listed from torch.profiler")
-    p.add_argument("--attention-dropout", type=float, default=None,
-                   help="override the encoder's attention-probability dropout while training (default: the model's "
-                        "own, 0.1 for MiniLM); with 0, PyTorch's scaled_dot_product_attention can use its fused "
-                        "kernel instead of materialising and dropping out every attention matrix")
+    p.add_argument("--attention-dropout", type=float, default=0.0,
+                   help="the encoder's attention-probability dropout while training (default 0, the training default: "
+                        "PyTorch's scaled_dot_product_attention runs its fused kernel; 0.1 trains as MiniLM ships, "
+                        "materialising and dropping out every attention matrix)")
     args = p.parse_args(argv)
 
-    config = FinetuneConfig(mode=args.mode, test_split="", interpolate="none")
+    config = FinetuneConfig(mode=args.mode, test_split="", interpolate="none", attention_dropout=args.attention_dropout)
     dataset = resolve(args.data)
-    base = load_model(config.base)
-    spec = IndexSpec(batch_size=config.batch_size_encode, backend=auto_backend(precision=config.precision)[0])
-    stored = build_or_load(base, config.base, dataset.corpus, args.index or args.work / "base-index", spec,
-                           source=dataset.source)
-    split = dev_split(dataset, config.train_split, config.dev_split, config.dev_fraction, config.seed)
-    queries = train_queries(dataset, split.train)
-    vectors = encode(base, queries.texts, None, config.batch_size_encode, False, "query")
-    mining = MiningConfig(rank_start=1 if args.mode == "query" else config.rank_start, rank_end=config.rank_end,
-                          margin=config.margin, num_negatives=0 if args.mode == "query" else config.num_negatives,
-                          seed=config.seed)
-    mined = mine_hard_negatives(stored, vectors, queries.qids, queries.qrels(), mining, dataset.queries, dataset.corpus)
-    setup = SETUPS[args.mode](dataset, config, queries, mined, stored, np.asarray(stored.vectors()), split, base)
-    if args.attention_dropout is not None:
-        from finetune.dropout import set_attention_dropout
-
-        set_attention_dropout(setup.model, args.attention_dropout)
     out = args.work / "run"
     shutil.rmtree(out, ignore_errors=True)
+    setup, _, _ = prepare(dataset, config, out, base_index=args.index or args.work / "base-index")
     trainer = _trainer(setup, config, out)
     trainer.args.max_steps = args.steps + 1
     trainer.args.eval_strategy = trainer.args.save_strategy = "no"

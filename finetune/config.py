@@ -53,7 +53,7 @@ class FinetuneConfig:
                                  fingerprint_default=True)
     attention_dropout: float = _f(0.0, "attention-probability dropout of the encoder while training (MiniLM and most "
                                        "BERT-style models ship 0.1). At 0 PyTorch's fused attention kernel runs instead of "
-                                       "materialising and dropping out every attention matrix: a training step ~1.8x "
+                                       "materialising and dropping out every attention matrix: a training step 2-2.6x "
                                        "faster on CPU (bench/profile_train.py) at the same retrieval quality (README "
                                        "'Recipes, measured'); the hidden-state dropouts are kept")
     learnable_temperature: bool = _f(False, "learn tau (mode full)")

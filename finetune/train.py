@@ -86,40 +86,11 @@ def finetune(dataset: Dataset, config: FinetuneConfig, out: str | Path, base_ind
     ``base_model``: ``config.base`` already loaded (the main job passes its own, so the base
     model is read from disk once per job); it is never trained, the trainer gets a copy.
     """
-    from finetune.negatives import MiningConfig, mine_hard_negatives, save_mined
-    from retrieval.encode import encode
-    from retrieval.models import load_model
-    from retrieval.retriever import IndexSpec, build_or_load
-
     config.validate()
     out = Path(out)
     stages = Stages(log=logger)
-    base = base_model if base_model is not None else stages.run("load base model", load_model, config.base)
-    from retrieval.backends import auto_backend
-
-    spec = IndexSpec(batch_size=config.batch_size_encode, backend=auto_backend(precision=config.precision)[0])
-    stored = stages.run("base index", build_or_load, base, config.base, dataset.corpus,
-                        Path(base_index) if base_index else out / "indexes" / "base", spec, source=dataset.source)
-    documents = stored.vectors()
-    if documents is None:
-        raise UsageError(f"{stored.path}: the base index was saved without embeddings.npy; rebuild it with embeddings")
-    split = dev_split(dataset, config.train_split, config.dev_split, config.dev_fraction, config.seed)
-    queries = train_queries(dataset, split.train)
-    logger.info("training on %d queries; dev: %s", len(queries), split.how)
-
-    query_vectors = stages.run("encode train queries", encode, base, queries.texts, None, config.batch_size_encode, False, "query")
-    mining = MiningConfig(rank_start=1 if config.mode == "query" else config.rank_start, rank_end=config.rank_end,
-                          margin=config.margin, num_negatives=0 if config.mode == "query" else config.num_negatives,
-                          seed=config.seed)
-    mined = stages.run("mine negatives", mine_hard_negatives, stored, query_vectors, queries.qids, queries.qrels(),
-                       mining, dataset.queries, dataset.corpus)
-    save_mined(mined, out / "negatives")
-    counts = {"queries": len(queries), "negatives": sum(len(v) for v in mined.negatives.values()),
-              "suspects": len(mined.suspects), "starved": len(mined.starved)}
-
-    from finetune.modes import SETUPS
-
-    setup = SETUPS[config.mode](dataset, config, queries, mined, stored, np.asarray(documents), split, base)
+    setup, split, counts = prepare(dataset, config, out, base_index, base_model, stages)
+    base = setup.base
     trainer = _trainer(setup, config, out)
     start = time.perf_counter()
     stages.run("train", _train, trainer, out, config)
@@ -147,6 +118,49 @@ def finetune(dataset: Dataset, config: FinetuneConfig, out: str | Path, base_ind
     write_model_card(out / "model", config, dataset, result)
     write_text(out / "finetune.json", json.dumps(_summary(config, result), indent=2, default=str) + "\n")
     return result
+
+
+def prepare(dataset: Dataset, config: FinetuneConfig, out: Path, base_index: str | Path | None = None,
+            base_model=None, stages: Stages | None = None):
+    """Everything before training: base index, dev split, mining (written under ``out/negatives``), the mode's setup.
+
+    Returns ``(setup, split, counts)``; :func:`finetune` trains ``setup``, ``bench/profile_train.py``
+    profiles exactly the same one.
+    """
+    from finetune.negatives import MiningConfig, mine_hard_negatives, save_mined
+    from retrieval.encode import encode
+    from retrieval.models import load_model
+    from retrieval.retriever import IndexSpec, build_or_load
+
+    stages = stages or Stages(log=logger)
+    out = Path(out)
+    base = base_model if base_model is not None else stages.run("load base model", load_model, config.base)
+    from retrieval.backends import auto_backend
+
+    spec = IndexSpec(batch_size=config.batch_size_encode, backend=auto_backend(precision=config.precision)[0])
+    stored = stages.run("base index", build_or_load, base, config.base, dataset.corpus,
+                        Path(base_index) if base_index else out / "indexes" / "base", spec, source=dataset.source)
+    documents = stored.vectors()
+    if documents is None:
+        raise UsageError(f"{stored.path}: the base index was saved without embeddings.npy; rebuild it with embeddings")
+    split = dev_split(dataset, config.train_split, config.dev_split, config.dev_fraction, config.seed)
+    queries = train_queries(dataset, split.train)
+    logger.info("training on %d queries; dev: %s", len(queries), split.how)
+
+    query_vectors = stages.run("encode train queries", encode, base, queries.texts, None, config.batch_size_encode, False, "query")
+    mining = MiningConfig(rank_start=1 if config.mode == "query" else config.rank_start, rank_end=config.rank_end,
+                          margin=config.margin, num_negatives=0 if config.mode == "query" else config.num_negatives,
+                          seed=config.seed)
+    mined = stages.run("mine negatives", mine_hard_negatives, stored, query_vectors, queries.qids, queries.qrels(),
+                       mining, dataset.queries, dataset.corpus)
+    save_mined(mined, out / "negatives")
+    counts = {"queries": len(queries), "negatives": sum(len(v) for v in mined.negatives.values()),
+              "suspects": len(mined.suspects), "starved": len(mined.starved)}
+
+    from finetune.modes import SETUPS
+
+    setup = SETUPS[config.mode](dataset, config, queries, mined, stored, np.asarray(documents), split, base)
+    return setup, split, counts
 
 
 def _interpolate(setup, base, config: FinetuneConfig) -> dict[str, Any]:
