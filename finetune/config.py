@@ -56,6 +56,11 @@ class FinetuneConfig:
                                        "materialising and dropping out every attention matrix: a training step 2-2.6x "
                                        "faster on CPU (bench/profile_train.py) at the same retrieval quality (README "
                                        "'Recipes, measured'); the hidden-state dropouts are kept")
+    lora_rank: int = _f(0, "LoRA (peft): train rank-r adapters on every linear layer of the encoder instead of all its "
+                           "weights, merged into a plain model at export (no peft needed to use it); adapters need a "
+                           "higher --learning-rate than full tuning (e.g. 3e-4); 0: off", fingerprint_default=True)
+    lora_alpha: float = _f(0.0, "LoRA scale alpha (the update is alpha/r x B A); 0: twice --lora-rank",
+                           fingerprint_default=True)
     learnable_temperature: bool = _f(False, "learn tau (mode full)")
     symmetric: bool = _f(False, "add the document->query InfoNCE term (mode full)")
     queue_size: int = _f(0, "MoCo-style queue (mode full, --loss infonce, one process, no --gradient-cache): the document "
@@ -145,6 +150,8 @@ class FinetuneConfig:
         self._validate_queue_and_matryoshka()
         if not 0 <= self.attention_dropout < 1:
             raise UsageError(f"--attention-dropout must be in [0, 1), got {self.attention_dropout}")
+        if self.lora_rank < 0 or self.lora_alpha < 0:
+            raise UsageError(f"--lora-rank and --lora-alpha must be >= 0, got {self.lora_rank} and {self.lora_alpha}")
         if not 0 < self.dev_fraction < 1:
             raise UsageError(f"--dev-fraction must be between 0 and 1, got {self.dev_fraction}")
 

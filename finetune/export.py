@@ -76,6 +76,8 @@ def write_model_card(path: str | Path, config: Any, dataset: Any, result: Any) -
         f"- Data: `{dataset.source}` ({len(dataset.corpus)} documents); trained on split `{config.train_split}` "
         f"({result.mining['queries']} queries), dev: {result.dev_split}",
         f"- Mode: `{config.mode}`; loss: {loss}; temperature {config.temperature}",
+        *([f"- LoRA: rank {config.lora_rank}, alpha {config.lora_alpha or 2 * config.lora_rank:g} on every linear layer, "
+           "merged into the weights (a plain model: no peft needed to load it)"] if getattr(config, "lora_rank", 0) else []),
         f"- Mining: ranks [{config.rank_start}, {config.rank_end}), margin {config.margin}: "
         f"{result.mining['suspects']} suspected false negatives, {result.mining['starved']} queries with none left",
         f"- Best dev nDCG@10: {best.get('ndcg@10', float('nan')):.4f} on all dev queries, "

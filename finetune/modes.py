@@ -49,6 +49,11 @@ class _Setup:
 
         if not set_attention_dropout(self.model, config.attention_dropout):  # the copy only: base stays as loaded
             logger.info("no attention dropout found in the model: --attention-dropout has no effect")
+        if config.lora_rank:
+            from finetune.lora import add_lora
+
+            trainable = add_lora(self.model, config.lora_rank, config.lora_alpha or 2.0 * config.lora_rank)
+            logger.info("LoRA rank %d: %d trainable parameters", config.lora_rank, trainable)
         self.max_seq_length = self.model.max_seq_length
         self.doc_index = {d: i for i, d in enumerate(stored.meta.doc_ids)}
         self.positives = {i: {self.doc_index[d] for d in docs} for i, docs in enumerate(queries.positives)}
@@ -56,6 +61,13 @@ class _Setup:
         self.rows_per_epoch = len(queries)
         self.dev_queries = {q: dataset.queries[q] for q in dev_qrels if q in dataset.queries}
         self.dev_qrels = dev_qrels
+
+    def merge_lora(self) -> None:
+        """Replace the adapted model by a plain one with the LoRA updates merged in (before interpolation and export)."""
+        if self.config.lora_rank:
+            from finetune.lora import merged
+
+            self.model = merged(self.model, self.base)
 
     def _evaluator(self, doc_ids: list[str], **kwargs) -> DevEvaluator:
         from finetune.config import precision_flags

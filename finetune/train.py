@@ -95,6 +95,8 @@ def finetune(dataset: Dataset, config: FinetuneConfig, out: str | Path, base_ind
     start = time.perf_counter()
     stages.run("train", _train, trainer, out, config)
     train_seconds = time.perf_counter() - start
+    if config.lora_rank:
+        stages.run("merge LoRA", setup.merge_lora)
     interpolation = stages.run("interpolate", _interpolate, setup, base, config) if config.interpolate != "none" else None
     model = stages.run("export", setup.export, out / "model")
 
@@ -227,7 +229,12 @@ def _trainer(setup, config: FinetuneConfig, out: Path):
                                {r"logit_scale|logit_bias": 1e-3} if config.loss == "siglip" else None),
         **precision_flags(config.precision),
     )
-    trainer_cls = type("Trainer", (StatsTrainer, SentenceTransformerTrainer), {})
+    mixins = [StatsTrainer]
+    if config.lora_rank:  # its checkpoints hold the injected adapter, which sentence-transformers cannot reload
+        from finetune.lora import LoraCheckpoints
+
+        mixins.insert(0, LoraCheckpoints)
+    trainer_cls = type("Trainer", (*mixins, SentenceTransformerTrainer), {})
     callbacks = list(setup.callbacks)
     if config.early_stopping:
         from transformers import EarlyStoppingCallback
