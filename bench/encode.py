@@ -8,6 +8,9 @@ nDCG@10 / Recall@100 on SciFact test (all 5,183 documents and the 300 test queri
 encoded with that backend, exact search, ``retrieval.evaluate``). The fp32 row reuses
 ``--fp32-embeddings`` (an existing index's embeddings.npy) when given, to save an encode.
 ``openvino-int8`` is calibrated as ``retrieval index build`` does it: on 300 corpus documents.
+Documents are encoded as an index build encodes a corpus (``retrieval.backends.bulk_context``:
+``torch-bf16`` casts the weights); ``torch-bf16-autocast`` is the same model under autocast alone
+(what ``torch-bf16`` did before, and what it still does for queries), timed side by side.
 
     nice -n 10 python bench/encode.py [--max-docs 512] [--ndcg torch-bf16 ...]
 """
@@ -22,7 +25,20 @@ import faiss
 import numpy as np
 
 DEFAULT_DATA = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "beir" / "scifact")
-ALL_BACKENDS = ["torch", "torch-bf16", "torch-int8", "onnx", "onnx-int8", "openvino", "openvino-int8"]
+ALL_BACKENDS = ["torch", "torch-bf16", "torch-bf16-autocast", "torch-int8", "onnx", "onnx-int8", "openvino",
+                "openvino-int8"]
+AUTOCAST = "torch-bf16-autocast"  # not a backend of the registry: torch-bf16 with autocast for documents too
+
+
+def encode_docs(model, texts: list[str], backend: str, batch_size: int, progress: bool) -> np.ndarray:
+    """Documents as an index build encodes them (``bulk_context``), or under autocast for the comparison row."""
+    from retrieval.backends import bulk_context, encode_with_backend
+    from retrieval.encode import encode
+
+    if backend == AUTOCAST:
+        return encode_with_backend(model, texts, None, batch_size, progress, "torch-bf16")
+    with bulk_context(model, backend):
+        return encode(model, texts, None, batch_size, progress)
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -47,10 +63,11 @@ def ndcg(model, backend: str, dataset, doc_vectors: np.ndarray | None, batch_siz
 
     ids = list(dataset.corpus)
     if doc_vectors is None:
-        doc_vectors = encode_with_backend(model, doc_texts(dataset.corpus, ids), None, batch_size, True, backend)
+        doc_vectors = encode_docs(model, doc_texts(dataset.corpus, ids), backend, batch_size, True)
     queries = dataset.split_queries("test")
     qids = list(queries)
-    q = unit(encode_with_backend(model, [queries[i] for i in qids], None, batch_size, False, backend))
+    query_backend = "torch-bf16" if backend == AUTOCAST else backend
+    q = unit(encode_with_backend(model, [queries[i] for i in qids], None, batch_size, False, query_backend))
     scores, rows = faiss.knn(q.astype(np.float32), unit(np.asarray(doc_vectors, dtype=np.float32)), 100,
                              faiss.METRIC_INNER_PRODUCT)
     run = run_from_hits(qids, [[ids[j] for j in r] for r in rows], scores, backend)
@@ -73,8 +90,7 @@ def main() -> None:
 
     import torch
 
-    from retrieval.backends import (NEEDS_CALIBRATION, BackendUnavailable, calibration_sample, encode_with_backend,
-                                    load_model_with_backend)
+    from retrieval.backends import NEEDS_CALIBRATION, BackendUnavailable, calibration_sample, load_model_with_backend
     from retrieval.encode import doc_texts
     from retrieval.models import load_model
     from retrieval.sources import resolve
@@ -95,12 +111,13 @@ def main() -> None:
     for backend in args.backends:
         try:
             calibration = calibration_sample(texts) if backend in NEEDS_CALIBRATION else None
-            model = load_model_with_backend(args.model, backend, calibration_texts=calibration)
+            model = load_model_with_backend(args.model, "torch-bf16" if backend == AUTOCAST else backend,
+                                            calibration_texts=calibration)
         except BackendUnavailable as err:
             print(f"| {backend} | not available: {str(err).splitlines()[0][:150]} | | | | | |", flush=True)
             continue
         rate, vectors = throughput(
-            lambda t: encode_with_backend(model, t, None, args.batch_size, False, backend), sample, args.repeat)
+            lambda t: encode_docs(model, t, backend, args.batch_size, False), sample, args.repeat)
         cos = (unit(vectors) * unit(reference)).sum(axis=1)
         quality = ["", ""]
         if backend in args.ndcg:

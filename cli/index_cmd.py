@@ -167,10 +167,12 @@ def _build_single(out: Path, model, dataset, spec, args: argparse.Namespace):
     from index import load_index
     from index.atomic import atomic_dir
     from retrieval.ann import record_meta
-    from retrieval.backends import backend_context
+    import dataclasses
+
     from retrieval.retriever import build_or_load
 
-    with atomic_dir(out) as tmp, backend_context(model, args.backend):
+    spec = dataclasses.replace(spec, backend=args.backend)  # build_or_load encodes the corpus in its bulk context
+    with atomic_dir(out) as tmp:
         stored = build_or_load(model, args.model, dataset.corpus, tmp, spec, source=dataset.source)
         record_meta(stored, backend=args.backend)
     return load_index(out)

@@ -41,7 +41,7 @@ class IndexSpec:
     batch_size: int = DEFAULT_BATCH_SIZE
     save_embeddings: bool = True
     dim: int | None = None  # Matryoshka: index the first ``dim`` coordinates, renormalised (None: full width)
-    # how documents are encoded (retrieval.backends: "torch" float32, "torch-bf16" autocast); recorded in the
+    # how documents are encoded (retrieval.backends: "torch" float32, "torch-bf16" bf16 weights); recorded in the
     # metadata, not part of the match: any backend's index serves a matching model (they agree within 0.001 nDCG@10)
     backend: str = "torch"
 
@@ -136,10 +136,10 @@ def build_or_load(
             if not rebuild:
                 raise
             logger.warning("%s; rebuilding", err)
-    from retrieval.backends import backend_context
+    from retrieval.backends import bulk_context
 
     ids = list(corpus)
-    with backend_context(model, spec.backend):
+    with bulk_context(model, spec.backend):
         vectors = encode(model, doc_texts(corpus, ids), spec.document_prompt, spec.batch_size, progress, role="document")
     vectors = truncate(vectors, spec.dim) if spec.dim else normalize(vectors)
     index = build_index(vectors, spec.factory, normalized=False)

@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from index.atomic import write_text
-from retrieval.backends import encode_with_backend, load_model_with_backend, texts_fingerprint
-from retrieval.encode import DEFAULT_BATCH_SIZE
+from retrieval.backends import bulk_context, load_model_with_backend, texts_fingerprint
+from retrieval.encode import DEFAULT_BATCH_SIZE, encode
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,8 @@ def encode_shard(model, texts: list[str], path: Path, prompt: str | None, batch_
     partial.unlink(missing_ok=True)
     out = None
     for lo in range(0, max(len(texts), 1), CHUNK):
-        vectors = encode_with_backend(model, texts[lo : lo + CHUNK], prompt, batch_size, progress)
+        with bulk_context(model):  # as the single-process build encodes a corpus
+            vectors = encode(model, texts[lo : lo + CHUNK], prompt, batch_size, progress)
         if normalize:
             vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         if out is None:

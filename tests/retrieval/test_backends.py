@@ -42,6 +42,29 @@ def test_bf16_runs_under_autocast_and_plain_torch_does_not(tiny_model_path):
         assert not torch.is_autocast_enabled("cpu")
 
 
+def test_a_corpus_encodes_on_bf16_weights_and_the_float32_weights_come_back_bit_for_bit(tiny_model, reference):
+    """bulk_context casts the weights (no autocast inside) and restores the very float32 tensors, even after an error."""
+    import torch
+
+    from retrieval.backends import bulk_context
+
+    before = {n: p.detach().clone() for n, p in tiny_model.named_parameters()}
+    with bulk_context(tiny_model, "torch-bf16"):
+        assert {p.dtype for p in tiny_model.parameters()} == {torch.bfloat16}
+        assert not torch.is_autocast_enabled("cpu")
+        vectors = encode(tiny_model, TEXTS, progress=False)
+    assert vectors.dtype == np.float32 and cosines(vectors, reference).min() >= 0.99
+    autocast = encode_with_backend(tiny_model, TEXTS, progress=False, backend="torch-bf16")
+    assert not np.array_equal(vectors, autocast)  # a different computation from autocast's, as fast as bf16 allows
+    with pytest.raises(RuntimeError), bulk_context(tiny_model, "torch-bf16"):
+        raise RuntimeError("encoding failed")
+    for name, p in tiny_model.named_parameters():
+        assert p.dtype == torch.float32 and torch.equal(p, before[name]), name
+    np.testing.assert_array_equal(encode(tiny_model, TEXTS, progress=False), reference)
+    with bulk_context(tiny_model, "torch"):  # other backends: their usual context
+        assert {p.dtype for p in tiny_model.parameters()} == {torch.float32}
+
+
 def test_fast_backends_keep_the_float_weights_fingerprint(tiny_model_path, tiny_model):
     from retrieval.models import model_fingerprint
 
