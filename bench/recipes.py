@@ -36,6 +36,11 @@ Recipes (``--recipes``, default all):
 * ``full-ad0-n3``: ``full-ad0`` with three mined negatives per query instead of one;
 * ``full-ad0-a1``, ``full-ad0-n3-a1``: those runs' selected checkpoints before WiSE-FT (a = 1), as ``full`` is
   ``full-wise``'s;
+* ``n3-nce``, ``n3-siglip``, ``n3-triplet``, ``n3-queue``, ``n3-matryoshka``: the loss family, the queue and
+  Matryoshka on the default recipe ``full-n3`` (each compares with it);
+* ``n3-lora``: ``full-n3`` training rank-16 LoRA adapters (alpha 32, ``peft``) on every linear layer at lr 3e-4
+  instead of every weight, merged into a plain model at export;
+* ``n3-2ep``: ``full-n3`` for two epochs, the checkpoint (end of epoch 1 or 2) chosen on dev-unseen;
 * ``st-plain``: the plain sentence-transformers recipe, no code of ours in the loop:
   ``SentenceTransformerTrainer`` + ``MultipleNegativesRankingLoss``, the same mined negative,
   1 epoch, lr 3e-5, bf16 where the CPU has it, no dev selection.
@@ -95,11 +100,20 @@ RECIPES = {
     "full-n3": dict(mode="full", epochs=1, learning_rate=3e-5, select_on="unseen", interpolate="none",
                        attention_dropout=0.0, num_negatives=3),
 }
+# the loss family, the queue and Matryoshka (issue 16) on the default recipe (full-n3, 2026-12-03): each compares with
+# full-n3, the same but for that one knob
+for _name, _knob in {"nce": dict(loss="nce"), "siglip": dict(loss="siglip"), "triplet": dict(loss="triplet"),
+                     "queue": dict(queue_size=256), "matryoshka": dict(matryoshka_dims="384,256,128,64")}.items():
+    RECIPES[f"n3-{_name}"] = {**RECIPES["full-n3"], **_knob}
+# LoRA (issue 13 (e)): rank-16 adapters on every linear layer, at the higher learning rate adapters train with
+# two epochs, the checkpoint (end of epoch 1 or 2) chosen on dev-unseen
+RECIPES["n3-2ep"] = {**RECIPES["full-n3"], "epochs": 2}
+RECIPES["n3-lora"] = {**RECIPES["full-n3"], "lora_rank": 16, "lora_alpha": 32.0, "learning_rate": 3e-4}
 for _recipe in RECIPES.values():  # rows measured before the defaults moved (2026-12-03) keep what they measured
     _recipe.setdefault("attention_dropout", 0.1)
     _recipe.setdefault("num_negatives", 1)
 ALL = ["full-n3", "full-n1", "full-wise", "full", "full-ad0", "full-ad0-a1", "full-ad0-n3", "full-ad0-n3-a1", "st-plain", "query", "query-wise", "full-3ep", "full-drop", "full-plain", "full-nce", "full-siglip", "full-triplet",
-       "full-queue", "full-matryoshka"]
+       "full-queue", "full-matryoshka", "n3-nce", "n3-siglip", "n3-triplet", "n3-queue", "n3-matryoshka", "n3-lora", "n3-2ep"]
 
 
 def autocast():
