@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 def add_lora(model: SentenceTransformer, rank: int, alpha: float, dropout: float = 0.0) -> int:
     """Add a LoRA adapter of ``rank`` to every linear layer of ``model``'s transformer; return its trainable size.
 
-    Every other weight is frozen. ``peft``'s ``all-linear`` target leaves a model's output head out.
+    Every other weight is frozen. ``peft``'s ``all-linear`` target leaves a model's output head out, and
+    the pooler is left out here.
     """
     try:
         from peft import LoraConfig
@@ -45,7 +46,9 @@ def add_lora(model: SentenceTransformer, rank: int, alpha: float, dropout: float
         raise ValueError(f"LoRA rank must be >= 1, got {rank}")
     from peft import inject_adapter_in_model
 
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules="all-linear")
+    # BERT's pooler feeds nothing sentence-transformers pools: an adapter there would only be dead weight
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules="all-linear",
+                        exclude_modules=r".*\bpooler\b.*")
     for module in model:
         backbone = getattr(module, "auto_model", None)
         if backbone is not None:
