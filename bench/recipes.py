@@ -9,8 +9,8 @@ unseen test queries, the paired t-test p-value against the base model (ranx ``co
 
 Recipes (``--recipes``, default all):
 
-* ``full-n3``: the default recipe (mode full, 1 epoch, lr 3e-5, three mined negatives, attention dropout 0, no
-  interpolation), its knobs spelled out; ``full-n1`` the same with one mined negative per query;
+* ``full-n3``: mode full, 1 epoch, lr 3e-5, three mined negatives, attention dropout 0, no interpolation (the
+  default recipe until ``n3-2ep`` beat it), its knobs spelled out; ``full-n1`` the same with one mined negative;
 * ``query``: the query encoder against the frozen corpus (this project's first default),
   20 epochs, lr 4e-5, checkpoint on all dev queries, no interpolation;
 * ``query-wise``: the same, checkpoint chosen on dev-unseen, then WiSE-FT interpolation with
@@ -40,7 +40,8 @@ Recipes (``--recipes``, default all):
   Matryoshka on the default recipe ``full-n3`` (each compares with it);
 * ``n3-lora``: ``full-n3`` training rank-16 LoRA adapters (alpha 32, ``peft``) on every linear layer at lr 3e-4
   instead of every weight, merged into a plain model at export;
-* ``n3-2ep``: ``full-n3`` for two epochs, the checkpoint (end of epoch 1 or 2) chosen on dev-unseen;
+* ``n3-2ep``: ``full-n3`` for two epochs, the checkpoint (end of epoch 1 or 2) chosen on dev-unseen: the default
+  recipe since 2026-12-03;
 * ``st-plain``: the plain sentence-transformers recipe, no code of ours in the loop:
   ``SentenceTransformerTrainer`` + ``MultipleNegativesRankingLoss``, the same mined negative,
   1 epoch, lr 3e-5, bf16 where the CPU has it, no dev selection.
@@ -93,7 +94,7 @@ RECIPES = {
     # three mined negatives per query (FlagEmbedding and Tevatron train with groups of 1 positive + several negatives)
     "full-ad0-n3": dict(mode="full", epochs=1, learning_rate=3e-5, select_on="unseen", interpolate="auto",
                         attention_dropout=0.0, num_negatives=3),
-    # attention dropout 0, no interpolation, 1 or 3 mined negatives (full-n3: the default since 2026-12-03), knobs
+    # attention dropout 0, no interpolation, 1 or 3 mined negatives (full-n3: the default for a day, then n3-2ep), knobs
     # spelled out so the rows keep their meaning if defaults move again
     "full-n1": dict(mode="full", epochs=1, learning_rate=3e-5, select_on="unseen", interpolate="none",
                     attention_dropout=0.0, num_negatives=1),
@@ -106,7 +107,7 @@ for _name, _knob in {"nce": dict(loss="nce"), "siglip": dict(loss="siglip"), "tr
                      "queue": dict(queue_size=256), "matryoshka": dict(matryoshka_dims="384,256,128,64")}.items():
     RECIPES[f"n3-{_name}"] = {**RECIPES["full-n3"], **_knob}
 # LoRA (issue 13 (e)): rank-16 adapters on every linear layer, at the higher learning rate adapters train with
-# two epochs, the checkpoint (end of epoch 1 or 2) chosen on dev-unseen
+# two epochs, the checkpoint (end of epoch 1 or 2) chosen on dev-unseen: the default recipe since 2026-12-03
 RECIPES["n3-2ep"] = {**RECIPES["full-n3"], "epochs": 2}
 RECIPES["n3-lora"] = {**RECIPES["full-n3"], "lora_rank": 16, "lora_alpha": 32.0, "learning_rate": 3e-4}
 for _recipe in RECIPES.values():  # rows measured before the defaults moved (2026-12-03) keep what they measured
