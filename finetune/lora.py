@@ -11,9 +11,10 @@ subspace per layer ("LoRA learns less and forgets less", Biderman et al. 2024, a
 
 The contract:
 
-* :func:`add_lora` wraps the transformer's linear layers in place with sentence-transformers'
-  ``add_adapter`` (``peft`` underneath), so the trainer saves and reloads the adapter in its
-  checkpoints like any sentence-transformers PEFT model;
+* :func:`add_lora` wraps the transformer's linear layers in place with ``peft.inject_adapter_in_model``
+  (sentence-transformers' ``add_adapter`` goes through transformers, which wants peft >= 0.22; the
+  registry has 0.21); the trainer saves the adapted model in its checkpoints and
+  :class:`LoraCheckpoints` reloads the selected one (:func:`load_checkpoint`);
 * :func:`merged` returns a copy of the *base* model whose weights are ``W + (alpha/r) B A``: a
   plain sentence-transformers folder once saved, loadable without ``peft`` by any tool, whose
   embeddings equal the adapted model's (the tests check both).
@@ -37,14 +38,13 @@ def add_lora(model: SentenceTransformer, rank: int, alpha: float, dropout: float
     the pooler is left out here.
     """
     try:
-        from peft import LoraConfig
+        from peft import LoraConfig, inject_adapter_in_model
     except ImportError as exc:  # an optional dependency: name the extra that brings it
         from retrieval.errors import UsageError
 
         raise UsageError("--lora-rank needs the peft package: pip install 'retrieval-tune[lora]' (or pip install peft)") from exc
     if rank < 1:
         raise ValueError(f"LoRA rank must be >= 1, got {rank}")
-    from peft import inject_adapter_in_model
 
     # BERT's pooler feeds nothing sentence-transformers pools: an adapter there would only be dead weight
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules="all-linear",
