@@ -78,11 +78,14 @@ def test_rerun_with_same_settings_resumes_and_other_settings_are_refused(tiny_mo
 
 def test_full_mode_trains_one_encoder_with_mined_negatives_and_reindexes(tiny_model_path, beir_dir, tmp_path):
     ds = load_beir(beir_dir)
-    config = _config(tiny_model_path, mode="full", rank_start=1, rank_end=10, margin=2.0, num_negatives=1)
+    config = _config(tiny_model_path, mode="full", rank_start=1, rank_end=10, margin=2.0, num_negatives=1,
+                     precision="bf16")
     result = finetune(ds, config, tmp_path / "out")
     tuned = load_model(str(result.model_path))
     assert model_fingerprint(tuned, "document") != model_fingerprint(load_model(str(tiny_model_path)), "document")
-    assert (tmp_path / "out" / "indexes" / "tuned" / "meta.json").exists()
+    metas = {side: json.loads((tmp_path / "out" / "indexes" / side / "meta.json").read_text()) for side in ("base", "tuned")}
+    # the test split compares the two indexes like for like: the tuned one is encoded as the base one was
+    assert metas["base"]["backend"] == metas["tuned"]["backend"] == "torch-bf16"
     assert result.mining["negatives"] > 0 and set(result.test_metrics) == {"base", "tuned"}
 
 
