@@ -44,7 +44,9 @@ Recipes (``--recipes``, default all):
   recipe since 2026-12-03;
 * ``st-plain``: the plain sentence-transformers recipe, no code of ours in the loop:
   ``SentenceTransformerTrainer`` + ``MultipleNegativesRankingLoss``, the same mined negative,
-  1 epoch, lr 3e-5, bf16 where the CPU has it, no dev selection.
+  1 epoch, lr 3e-5, bf16 where the CPU has it, no dev selection;
+* ``st-plain-2ep``: ``st-plain`` for two epochs, the default's budget (still no dev selection: the plain
+  recipe keeps the last step).
 
 Document sides that change are re-encoded under bf16 autocast on CPUs with native bf16
 (measured within 0.001 nDCG@10 of fp32, ``bench/encode.py``); the base index is fp32::
@@ -114,7 +116,7 @@ for _recipe in RECIPES.values():  # rows measured before the defaults moved (202
     _recipe.setdefault("attention_dropout", 0.1)
     _recipe.setdefault("num_negatives", 1)
 ALL = ["full-n3", "full-n1", "full-wise", "full", "full-ad0", "full-ad0-a1", "full-ad0-n3", "full-ad0-n3-a1", "st-plain", "query", "query-wise", "full-3ep", "full-drop", "full-plain", "full-nce", "full-siglip", "full-triplet",
-       "full-queue", "full-matryoshka", "n3-nce", "n3-siglip", "n3-triplet", "n3-queue", "n3-matryoshka", "n3-lora", "n3-2ep"]
+       "full-queue", "full-matryoshka", "n3-nce", "n3-siglip", "n3-triplet", "n3-queue", "n3-matryoshka", "n3-lora", "n3-2ep", "st-plain-2ep"]
 
 
 def autocast():
@@ -182,7 +184,7 @@ def row_name(name: str, seed: int) -> str:
     return name if seed == 42 else f"{name}-s{seed}"
 
 
-def run_st_plain(dataset, work: Path, base_index, seed: int = 42) -> tuple[Path, dict]:
+def run_st_plain(dataset, work: Path, base_index, seed: int = 42, epochs: int = 1) -> tuple[Path, dict]:
     """The plain library recipe on the same training queries and the same mined negative."""
     from datasets import Dataset as HFDataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -197,6 +199,7 @@ def run_st_plain(dataset, work: Path, base_index, seed: int = 42) -> tuple[Path,
     from retrieval.models import load_model
 
     config = FinetuneConfig(seed=seed)
+    name = "st-plain" if epochs == 1 else f"st-plain-{epochs}ep"
     start = time.perf_counter()
     model = load_model(config.base)
     queries = train_queries(dataset, dev_split(dataset, fraction=config.dev_fraction, seed=config.seed).train)
@@ -213,13 +216,13 @@ def run_st_plain(dataset, work: Path, base_index, seed: int = 42) -> tuple[Path,
             rows["negative"].append(doc_text(dataset.corpus[negatives[0][0]]))
     model.max_seq_length = 256
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(work / row_name("st-plain", seed) / "checkpoints"), num_train_epochs=1, per_device_train_batch_size=32,
+        output_dir=str(work / row_name(name, seed) / "checkpoints"), num_train_epochs=epochs, per_device_train_batch_size=32,
         learning_rate=3e-5, warmup_steps=0.1, batch_sampler="no_duplicates", save_strategy="no", report_to=[],
         seed=config.seed, use_cpu=True, **precision_flags("auto"))
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=HFDataset.from_dict(rows),
                                          loss=MultipleNegativesRankingLoss(model))
     trainer.train()
-    out = work / row_name("st-plain", seed) / "model"
+    out = work / row_name(name, seed) / "model"
     model.save(str(out))
     return out, {"seconds": time.perf_counter() - start, "pairs": len(rows["anchor"])}
 
@@ -373,8 +376,8 @@ def run_recipe(name: str, dataset, work: Path, base_index, base, groups, base_ru
     from retrieval.models import load_model
 
     row = row_name(name, seed)
-    if name == "st-plain":
-        model_dir, info = run_st_plain(dataset, work, base_index, seed)
+    if name.startswith("st-plain"):
+        model_dir, info = run_st_plain(dataset, work, base_index, seed, epochs=2 if name == "st-plain-2ep" else 1)
     elif name == "full" or name.endswith("-a1"):  # a WiSE-FT recipe's selected checkpoint: one training, two rows
         trained = "full-wise" if name == "full" else name.removesuffix("-a1")
         if not (work / row_name(trained, seed) / "model").exists():
