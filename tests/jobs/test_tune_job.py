@@ -185,6 +185,8 @@ def test_rerun_skips_the_finished_fine_tuning(tiny_model_path, tmp_path, monkeyp
     first = tune(TuneOptions(data=str(data), out=tmp_path / "run", config=config, geometry=True, general=str(data)))
     # every stage (fine-tuning, evaluation, forgetting guard, geometry) used the job's two models
     assert sorted(loads) == sorted([str(tiny_model_path), str(tmp_path / "run" / "model")]), loads
+    # the test split is scored once, by the evaluate stage (with BM25 and the hybrids), not also inside fine-tuning
+    assert json.loads((tmp_path / "run" / "finetune.json").read_text())["test"] is None
     monkeypatch.setattr(finetune.train, "finetune", lambda *a, **k: pytest.fail("fine-tuned again"))
     again = tune(TuneOptions(data=str(data), out=tmp_path / "run", config=config))
     assert again["metrics"] == first["metrics"]
