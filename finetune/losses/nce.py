@@ -5,6 +5,11 @@ Same candidates, logits and false-negative mask as :class:`~finetune.losses.info
 is the positive?", NCE asks of each candidate separately "is this the positive?" (logistic
 regression on the logit, Gutmann & Hyvärinen 2010). The loss of a row therefore no longer
 depends on how the other candidates score against each other, only on each one's own score.
+
+Mode full only (``--loss nce --mode query`` is refused): query mode trains against the frozen
+corpus with :class:`~finetune.losses.frozen_corpus.FrozenCorpusInfoNCE`, a softmax over every
+document, and an NCE over thousands of frozen documents per query (one positive against all of
+them, each its own binary term) is not built; the default recipe is mode full.
 """
 
 from __future__ import annotations

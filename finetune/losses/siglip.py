@@ -4,6 +4,11 @@ Like :mod:`finetune.losses.nce` every (query, candidate) pair is an independent 
 but the logit is an affine map ``t * cos + b`` whose scale and bias are learnt, and the loss is
 the paper's: summed over all pairs, divided by the number of queries. The bias, initialised
 very negative, offsets the heavy imbalance of one positive against ``B(1+n) - 1`` negatives.
+
+Mode full only (``--loss siglip --mode query`` is refused): query mode's loss is
+:class:`~finetune.losses.frozen_corpus.FrozenCorpusInfoNCE` over the whole frozen corpus; a
+sigmoid per (query, corpus document) pair is not built there, and the paper's bias
+initialisation was chosen for batch-sized, not corpus-sized, imbalance.
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@ With one negative and nothing masked it is exactly sentence-transformers'
 ``TripletLoss(model, distance_metric=TripletDistanceMetric.COSINE, triplet_margin=margin)``; it
 adds several negatives per row and the false-negative mask of the family: a mined negative that
 is labelled relevant to its query does not form a triplet.
+
+Mode full only (``--loss triplet --mode query`` is refused): query mode's loss is
+:class:`~finetune.losses.frozen_corpus.FrozenCorpusInfoNCE` over the whole frozen corpus; a
+triplet needs only the mined negatives, so it could run against frozen document vectors too,
+but that variant is not built (the default recipe is mode full).
 """
 
 from __future__ import annotations
