@@ -38,17 +38,19 @@ def recall_curves(curves: dict[str, Any], path: str | Path) -> Path:
 
 
 def training_curve(train_log: list[dict[str, Any]], dev_history: list[dict[str, float]], path: str | Path,
-                   epoch_scale: float = 1.0, select: str = "ndcg@10") -> Path:
+                   epoch_scale: float = 1.0, select: str = "ndcg@10", loss: str = "infonce") -> Path:
     """Training loss (left axis) and dev nDCG@10 (right axis: all, dev-unseen, dev-seen) against epochs.
 
-    ``select`` is the history key that chose the checkpoint; its best point is labelled.
+    ``select`` is the history key that chose the checkpoint; its best point is labelled. ``loss``
+    (``--loss``) names the left axis.
     """
     fig, ax = plt.subplots(figsize=(7, 4.2))
     steps = [(row["epoch"] * epoch_scale, row["loss"]) for row in train_log if "loss" in row and "epoch" in row]
     if steps:
         ax.plot(*zip(*steps), color="#d62728", label="training loss")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("InfoNCE loss", color="#d62728")
+    names = {"infonce": "InfoNCE", "nce": "NCE", "siglip": "SigLIP", "triplet": "triplet"}
+    ax.set_ylabel(f"{names.get(loss, loss)} loss", color="#d62728")
     dev = ax.twinx()
     lines = [("ndcg@10", "all dev queries", "o-", COLORS["tuned"]),
              ("unseen_ndcg@10", "dev, unseen documents", "s-", "#9467bd"),

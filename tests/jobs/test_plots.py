@@ -27,6 +27,7 @@ def test_training_curve_draws_all_unseen_and_seen_dev_lines_and_labels_the_selec
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     loss_axis, dev_axis = fig.axes
     assert [line.get_label() for line in loss_axis.get_lines()] == ["training loss"]
+    assert loss_axis.get_ylabel() == "InfoNCE loss"
     lines = {line.get_label(): list(line.get_ydata()) for line in dev_axis.get_lines()}
     assert lines == {"all dev queries nDCG@10": [0.50, 0.55, 0.58],
                      "dev, unseen documents nDCG@10 (selects)": [0.40, 0.47, 0.44],
@@ -37,7 +38,8 @@ def test_training_curve_draws_all_unseen_and_seen_dev_lines_and_labels_the_selec
 
 def test_training_curve_without_seen_or_unseen_groups_selects_on_all(monkeypatch, tmp_path):
     history = [{"epoch": 0.0, "ndcg@10": 0.5}, {"epoch": 1.0, "ndcg@10": 0.6}, {"epoch": 2.0, "ndcg@10": 0.55}]
-    fig, _ = _drawn(monkeypatch, tmp_path, train_log=[], dev_history=history, select="unseen_ndcg@10")
+    fig, _ = _drawn(monkeypatch, tmp_path, train_log=[], dev_history=history, select="unseen_ndcg@10", loss="triplet")
+    assert fig.axes[0].get_ylabel() == "triplet loss"
     dev_axis = fig.axes[1]
     assert [line.get_label() for line in dev_axis.get_lines()] == ["all dev queries nDCG@10"]
     (note,) = [t for t in dev_axis.texts if t.get_text().startswith("selected")]
