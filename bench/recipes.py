@@ -109,11 +109,11 @@ RECIPES = {
 for _name, _knob in {"nce": dict(loss="nce"), "siglip": dict(loss="siglip"), "triplet": dict(loss="triplet"),
                      "queue": dict(queue_size=256), "matryoshka": dict(matryoshka_dims="384,256,128,64")}.items():
     RECIPES[f"n3-{_name}"] = {**RECIPES["full-n3"], **_knob}
-# LoRA (issue 13 (e)): rank-16 adapters on every linear layer, at the higher learning rate adapters train with
 # two epochs, the checkpoint (end of epoch 1 or 2) chosen on dev-unseen: the default recipe since 2026-12-03
 RECIPES["n3-2ep"] = {**RECIPES["full-n3"], "epochs": 2}
 # the default at one mined negative: half its training time; is the third negative still worth it at two epochs?
 RECIPES["n1-2ep"] = {**RECIPES["full-n1"], "epochs": 2}
+# LoRA (issue 13 (e)): rank-16 adapters on every linear layer, at the higher learning rate adapters train with
 RECIPES["n3-lora"] = {**RECIPES["full-n3"], "lora_rank": 16, "lora_alpha": 32.0, "learning_rate": 3e-4}
 for _recipe in RECIPES.values():  # rows measured before the defaults moved (2026-12-03) keep what they measured
     _recipe.setdefault("attention_dropout", 0.1)

@@ -86,8 +86,7 @@ class _Setup:
         # encoded as the base index was (bf16 weights where the hardware has native bf16), so the two compare like for like
         spec = IndexSpec(batch_size=self.config.batch_size_encode, backend=self.stored.meta.backend)
         tuned_index = document_index(model, str(out / "model"), dataset.corpus, out / "indexes" / "tuned", spec,
-                                     reuse=self.stored,
-                                     source=dataset.source, progress=False)
+                                     reuse=self.stored, source=dataset.source, progress=False)
         systems = {"base": (self.base, self.stored), "tuned": (model, tuned_index)}
         return evaluate_systems(out, systems, dataset.split_queries(split), dataset.split(split))["metrics"]
 
