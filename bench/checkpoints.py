@@ -42,6 +42,20 @@ def checkpoints(run: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def shipped_index(model, run: Path):
+    """The run's own test index when ``model`` is the checkpoint the run shipped (same document fingerprint), so the
+    corpus is not encoded again for it; None otherwise."""
+    from index.store import load_index, read_meta
+    from retrieval.models import model_fingerprint
+
+    folder = run / "indexes" / "tuned"
+    try:
+        meta = read_meta(folder)
+    except (FileNotFoundError, ValueError):
+        return None
+    return load_index(folder) if meta.model_fingerprint == model_fingerprint(model, "document") else None
+
+
 def dev_at(history: list[dict], step: int) -> dict:
     """The dev evaluation the trainer logged at ``step`` (empty when it logged none there)."""
     return next((h for h in history if h.get("step") == step), {})
@@ -91,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             cached = next((r for r in done.get(run, []) if r["step"] == step), None)
             if cached is None:
                 model = load_model(str(folder))
-                test = test_run(model, folder, dataset, base_index, base, work / "checkpoint-indexes" / run / folder.name)
+                reuse = shipped_index(model, work / run) or base_index
+                test = test_run(model, folder, dataset, reuse, base, work / "checkpoint-indexes" / run / folder.name)
                 cached = {"step": step, **score(groups, base_run, test)}
             dev = dev_at(history, step)
             rows.append({**cached, "epoch": dev.get("epoch"), "dev_ndcg@10": dev.get("ndcg@10"),

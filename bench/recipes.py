@@ -115,7 +115,7 @@ for _name, _knob in {"nce": dict(loss="nce"), "siglip": dict(loss="siglip"), "tr
 RECIPES["n3-2ep"] = {**RECIPES["full-n3"], "epochs": 2}
 # the default at one mined negative: half its training time; is the third negative still worth it at two epochs?
 RECIPES["n1-2ep"] = {**RECIPES["full-n1"], "epochs": 2}
-# the default with MiniLM's attention dropout 0.1 kept: does it regularise at two epochs? (2.6x the step time on CPU)
+# the default with MiniLM's attention dropout 0.1 kept: does it regularise at two epochs? (~5x the step time on CPU: 40 s vs 8 s)
 RECIPES["n3-2ep-ad1"] = {**RECIPES["n3-2ep"], "attention_dropout": 0.1}
 # a third epoch: manual pages gained +1.0 to +1.8 from the second at every seed (bench/checkpoints.py); does it go on?
 RECIPES["n3-3ep"] = {**RECIPES["n3-2ep"], "epochs": 3}
