@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-/tmp/gpu-bench}"
 mkdir -p "$OUT"
-if ls .gpu/whl/*.whl > /dev/null 2>&1; then  # what the GPU image lacks (its python3 has torch, transformers, ST)
+if [ "${GPU_WHEELS:-1}" = 1 ] && ls .gpu/whl/*.whl > /dev/null 2>&1; then  # what the GPU image lacks (its python3 has torch, transformers, ST); GPU_WHEELS=0: use this environment as it is
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl
     export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
 fi
