@@ -38,6 +38,7 @@ Recipes (``--recipes``, default all):
   ``full-wise``'s;
 * ``n3-nce``, ``n3-siglip``, ``n3-triplet``, ``n3-queue``, ``n3-matryoshka``: the loss family, the queue and
   Matryoshka on the default recipe ``full-n3`` (each compares with it);
+* ``n3-momentum``: ``n3-queue`` with the queue embedded by a momentum copy of the encoder (``--momentum 0.9``);
 * ``n3-lora``: ``full-n3`` training rank-16 LoRA adapters (alpha 32, ``peft``) on every linear layer at lr 3e-4
   instead of every weight, merged into a plain model at export;
 * ``n3-2ep``: ``full-n3`` for two epochs, the checkpoint (end of epoch 1 or 2) chosen on dev-unseen: the default
@@ -51,7 +52,8 @@ Recipes (``--recipes``, default all):
   2026-12-04;
 * ``n3-2ep-nce``, ``n3-2ep-siglip``, ``n3-2ep-triplet``, ``n3-2ep-queue``, ``n3-2ep-momentum`` (the queue embedded by a
   momentum copy, m = 0.9), ``n3-2ep-matryoshka``: the loss family, the queue and Matryoshka on ``n3-2ep`` (each
-  compares with it; measured on two epochs, the default when they were queued);
+  compares with it); queued when two epochs were the default and not measured yet (about 13 min a row on SciFact
+  on a 2-core CPU without AMX): the README's family tables are on ``full-n3``;
 * ``st-plain-2ep``: ``st-plain`` for two epochs, the default's budget (still no dev selection: the plain
   recipe keeps the last step).
 
@@ -113,7 +115,10 @@ RECIPES = {
 # the loss family, the queue and Matryoshka (issue 16) on the default recipe (full-n3, 2026-12-03): each compares with
 # full-n3, the same but for that one knob
 for _name, _knob in {"nce": dict(loss="nce"), "siglip": dict(loss="siglip"), "triplet": dict(loss="triplet"),
-                     "queue": dict(queue_size=256), "matryoshka": dict(matryoshka_dims="384,256,128,64")}.items():
+                     "queue": dict(queue_size=256), "matryoshka": dict(matryoshka_dims="384,256,128,64"),
+                     # the queue embedded by a momentum copy of the encoder (MoCo); m = 0.9, not MoCo's 0.999, which
+                     # suits 10^5 steps: at one epoch's 22-32 steps a 0.999 copy would stay the base model
+                     "momentum": dict(queue_size=256, momentum=0.9)}.items():
     RECIPES[f"n3-{_name}"] = {**RECIPES["full-n3"], **_knob}
 # two epochs, the checkpoint (end of epoch 1 or 2) chosen on dev-unseen: the default recipe on 2026-12-03
 RECIPES["n3-2ep"] = {**RECIPES["full-n3"], "epochs": 2}
@@ -137,7 +142,7 @@ for _recipe in RECIPES.values():  # rows measured before the defaults moved (202
     _recipe.setdefault("attention_dropout", 0.1)
     _recipe.setdefault("num_negatives", 1)
 ALL = ["full-n3", "full-n1", "full-wise", "full", "full-ad0", "full-ad0-a1", "full-ad0-n3", "full-ad0-n3-a1", "st-plain", "query", "query-wise", "full-3ep", "full-drop", "full-plain", "full-nce", "full-siglip", "full-triplet",
-       "full-queue", "full-matryoshka", "n3-nce", "n3-siglip", "n3-triplet", "n3-queue", "n3-matryoshka", "n3-lora", "n3-2ep", "n1-2ep", "st-plain-2ep", "n3-2ep-ad1", "n3-3ep",
+       "full-queue", "full-matryoshka", "n3-nce", "n3-siglip", "n3-triplet", "n3-queue", "n3-matryoshka", "n3-momentum", "n3-lora", "n3-2ep", "n1-2ep", "st-plain-2ep", "n3-2ep-ad1", "n3-3ep",
        "n3-2ep-nce", "n3-2ep-siglip", "n3-2ep-triplet", "n3-2ep-queue", "n3-2ep-momentum", "n3-2ep-matryoshka"]
 
 
