@@ -114,11 +114,12 @@ RECIPES = {
 }
 # the loss family, the queue and Matryoshka (issue 16) on the default recipe (full-n3, 2026-12-03): each compares with
 # full-n3, the same but for that one knob
-for _name, _knob in {"nce": dict(loss="nce"), "siglip": dict(loss="siglip"), "triplet": dict(loss="triplet"),
-                     "queue": dict(queue_size=256), "matryoshka": dict(matryoshka_dims="384,256,128,64"),
-                     # the queue embedded by a momentum copy of the encoder (MoCo); m = 0.9, not MoCo's 0.999, which
-                     # suits 10^5 steps: at one epoch's 22-32 steps a 0.999 copy would stay the base model
-                     "momentum": dict(queue_size=256, momentum=0.9)}.items():
+FAMILY = {"nce": dict(loss="nce"), "siglip": dict(loss="siglip"), "triplet": dict(loss="triplet"),
+          "queue": dict(queue_size=256), "matryoshka": dict(matryoshka_dims="384,256,128,64"),
+          # the queue embedded by a momentum copy of the encoder (MoCo); m = 0.9, not MoCo's 0.999, which suits 10^5
+          # steps: in 22-65 steps a 0.999 copy would stay the base model (0.9 trails the online one by ~ten steps)
+          "momentum": dict(queue_size=256, momentum=0.9)}
+for _name, _knob in FAMILY.items():
     RECIPES[f"n3-{_name}"] = {**RECIPES["full-n3"], **_knob}
 # two epochs, the checkpoint (end of epoch 1 or 2) chosen on dev-unseen: the default recipe on 2026-12-03
 RECIPES["n3-2ep"] = {**RECIPES["full-n3"], "epochs": 2}
@@ -129,12 +130,8 @@ RECIPES["n3-2ep-ad1"] = {**RECIPES["n3-2ep"], "attention_dropout": 0.1}
 # a third epoch: manual pages gained +1.0 to +1.8 from the second at every seed (bench/checkpoints.py); it goes on
 # (+1.5 to +2.2 more): the default recipe since 2026-12-04
 RECIPES["n3-3ep"] = {**RECIPES["n3-2ep"], "epochs": 3}
-# the loss family, the queue (with and without a momentum encoder) and Matryoshka (issue 16) on the two-epoch default:
-# each compares with n3-2ep, the same but for that one knob. MoCo's m = 0.999 suits 10^5 steps; at the default's 44 steps
-# the momentum copy would stay the base model, so m = 0.9 (the copy trails the online encoder by about ten steps)
-for _name, _knob in {"nce": dict(loss="nce"), "siglip": dict(loss="siglip"), "triplet": dict(loss="triplet"),
-                     "queue": dict(queue_size=256), "momentum": dict(queue_size=256, momentum=0.9),
-                     "matryoshka": dict(matryoshka_dims="384,256,128,64")}.items():
+# the same family on the two-epoch recipe (issue 16): each compares with n3-2ep, the same but for that one knob
+for _name, _knob in FAMILY.items():
     RECIPES[f"n3-2ep-{_name}"] = {**RECIPES["n3-2ep"], **_knob}
 # LoRA (issue 13 (e)): rank-16 adapters on every linear layer, at the higher learning rate adapters train with
 RECIPES["n3-lora"] = {**RECIPES["full-n3"], "lora_rank": 16, "lora_alpha": 32.0, "learning_rate": 3e-4}
