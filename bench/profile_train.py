@@ -78,13 +78,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="the encoder's attention-probability dropout while training (default 0, the training default: "
                         "PyTorch's scaled_dot_product_attention runs its fused kernel; 0.1 trains as MiniLM ships, "
                         "materialising and dropping out every attention matrix)")
+    p.add_argument("--hidden-dropout", type=float, default=-1.0,
+                   help="the encoder's hidden-state dropout while training (default -1: the model's own, MiniLM's 0.1, "
+                        "as training keeps it; 0 drops the Bernoulli mask over every hidden state)")
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
                    help="training precision (default auto: bf16 where the CPU has AVX512-BF16 or AMX, as training "
                         "picks); run bf16 and fp32 one after the other to see whether auto's pick is the faster here")
     args = p.parse_args(argv)
 
     config = FinetuneConfig(mode=args.mode, test_split="", interpolate="none", attention_dropout=args.attention_dropout,
-                            precision=args.precision)
+                            hidden_dropout=args.hidden_dropout, precision=args.precision)
     dataset = resolve(args.data)
     out = args.work / "run"
     shutil.rmtree(out, ignore_errors=True)

@@ -59,6 +59,11 @@ class FinetuneConfig:
                                        "materialising and dropping out every attention matrix: a training step 2-2.6x "
                                        "faster on CPU (bench/profile_train.py) at the same retrieval quality (README "
                                        "'Recipes, measured'); the hidden-state dropouts are kept")
+    hidden_dropout: float = _f(-1.0, "dropout of the encoder's hidden states while training (embeddings, attention "
+                                     "and feed-forward outputs; MiniLM ships 0.1); -1 keeps the model's own. 0 skips "
+                                     "a Bernoulli mask over every hidden state (~9%% of a CPU training step, "
+                                     "bench/profile_train.py); its effect on retrieval is not measured yet",
+                               fingerprint_default=True)
     lora_rank: int = _f(0, "LoRA (peft): train rank-r adapters on every linear layer of the encoder instead of all its "
                            "weights, merged into a plain model at export (no peft needed to use it); adapters need a "
                            "higher --learning-rate than full tuning (e.g. 3e-4); 0: off", fingerprint_default=True)
@@ -153,6 +158,8 @@ class FinetuneConfig:
         self._validate_queue_and_matryoshka()
         if not 0 <= self.attention_dropout < 1:
             raise UsageError(f"--attention-dropout must be in [0, 1), got {self.attention_dropout}")
+        if not (self.hidden_dropout == -1 or 0 <= self.hidden_dropout < 1):
+            raise UsageError(f"--hidden-dropout must be in [0, 1) or -1 (keep the model's), got {self.hidden_dropout}")
         if self.lora_rank < 0 or self.lora_alpha < 0:
             raise UsageError(f"--lora-rank and --lora-alpha must be >= 0, got {self.lora_rank} and {self.lora_alpha}")
         if not 0 < self.dev_fraction < 1:

@@ -45,10 +45,12 @@ class _Setup:
         self.base = base  # the frozen starting point; the trainer gets a copy
         self.model = copy.deepcopy(base)
         forget_fingerprints(self.model)  # its weights are about to change
-        from finetune.dropout import set_attention_dropout
+        from finetune.dropout import set_attention_dropout, set_hidden_dropout
 
         if not set_attention_dropout(self.model, config.attention_dropout):  # the copy only: base stays as loaded
             logger.info("no attention dropout found in the model: --attention-dropout has no effect")
+        if config.hidden_dropout >= 0 and not set_hidden_dropout(self.model, config.hidden_dropout):
+            logger.info("no hidden-state dropout found in the model: --hidden-dropout has no effect")
         if config.lora_rank:
             from finetune.lora import add_lora
 
