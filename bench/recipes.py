@@ -54,7 +54,8 @@ Recipes (``--recipes``, default all):
   Bernoulli masks are ~9% of a CPU training step; not measured yet;
 * ``n3-3ep-nce``, ``n3-3ep-siglip``, ``n3-3ep-triplet``, ``n3-3ep-queue``, ``n3-3ep-momentum`` (the queue embedded by a
   momentum copy, m = 0.9), ``n3-3ep-matryoshka``: the loss family, the queue and Matryoshka on the default recipe
-  ``n3-3ep`` (each compares with it; about 20 min a row on SciFact on a 2-core CPU without AMX);
+  ``n3-3ep`` (each compares with it; about 20 min a row on SciFact on a 2-core CPU without AMX; triplet and SigLIP
+  measured on 2026-12-06, README "The contrastive family and K, measured", the others not yet);
 * ``st-plain-2ep``: ``st-plain`` for two epochs, the default's budget (still no dev selection: the plain
   recipe keeps the last step).
 
