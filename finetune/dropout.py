@@ -31,13 +31,10 @@ def set_attention_dropout(model: nn.Module, p: float) -> int:
         raise ValueError(f"attention dropout must be in [0, 1), got {p}")
     changed = 0
     for module in model.modules():
-        if "attention" not in type(module).__name__.lower():
-            continue
-        dropout = getattr(module, "dropout", None)
-        if isinstance(dropout, nn.Dropout) and _feeds_attention(module):
+        if (dropout := _attention_dropout(module)) is not None:
             dropout.p = p
             changed += 1
-        elif isinstance(getattr(module, "attention_dropout", None), float):
+        elif "attention" in type(module).__name__.lower() and isinstance(getattr(module, "attention_dropout", None), float):
             module.attention_dropout = p
             changed += 1
     return changed
@@ -51,15 +48,21 @@ def set_hidden_dropout(model: nn.Module, p: float) -> int:
     """
     if not 0 <= p < 1:
         raise ValueError(f"hidden dropout must be in [0, 1), got {p}")
-    attention = {id(module.dropout) for module in model.modules()
-                 if "attention" in type(module).__name__.lower() and isinstance(getattr(module, "dropout", None), nn.Dropout)
-                 and _feeds_attention(module)}
+    attention = {id(_attention_dropout(module)) for module in model.modules() if _attention_dropout(module) is not None}
     changed = 0
     for module in model.modules():
         if isinstance(module, nn.Dropout) and id(module) not in attention:
             module.p = p
             changed += 1
     return changed
+
+
+def _attention_dropout(module: nn.Module) -> nn.Dropout | None:
+    """The attention-probability ``nn.Dropout`` that ``module`` owns, if it is a self-attention module."""
+    dropout = getattr(module, "dropout", None)
+    if "attention" in type(module).__name__.lower() and isinstance(dropout, nn.Dropout) and _feeds_attention(module):
+        return dropout
+    return None
 
 
 def _feeds_attention(module: nn.Module) -> bool:
