@@ -50,7 +50,13 @@ class FinetuneConfig:
         "learnt (Zhai et al. 2023); 'triplet' hinge on cosine distance against each query's mined negatives "
         "(--triplet-margin)", choices=LOSSES, fingerprint_default=True,
     )
-    temperature: float = _f(0.05, "InfoNCE (and NCE) temperature tau (logits are cosine / tau)")
+    temperature: float = _f(0.05, "InfoNCE (and NCE) temperature tau (logits are cosine / tau); --siglip-init fit "
+                                     "starts SigLIP's scale t at 1/tau")
+    siglip_init: str = _f("paper", "start of --loss siglip's logit scale t and bias b: 'paper' t = 10, b = -10 (Zhai et al., "
+                                   "made for training from scratch; fine-tuning MiniLM, b moved 0.025 in 65 steps); 'fit' "
+                                   "t = 1/--temperature and b the minimiser of the loss on the first batch, where its pull "
+                                   "on positives equals its push on negatives, as in InfoNCE",
+                          choices=("paper", "fit"), fingerprint_default=True)
     triplet_margin: float = _f(0.1, "margin of --loss triplet, in cosine distance 1 - cos (FaceNet's 0.2 on the "
                                      "squared distance of unit vectors)",
                                  fingerprint_default=True)
@@ -134,6 +140,10 @@ class FinetuneConfig:
                              ("--learnable-temperature", self.learnable_temperature)):
                 if on:
                     raise UsageError(f"{flag} is an InfoNCE option; it does not combine with --loss {self.loss}")
+        if self.siglip_init not in ("paper", "fit"):
+            raise UsageError(f"--siglip-init must be 'paper' or 'fit', not {self.siglip_init!r}")
+        if self.siglip_init != "paper" and self.loss != "siglip":
+            raise UsageError(f"--siglip-init {self.siglip_init} needs --loss siglip")
         if self.loss == "triplet" and self.num_negatives < 1:
             raise UsageError("--loss triplet needs --num-negatives >= 1 (its triplets are the mined negatives)")
         if not 0 <= self.triplet_margin <= 2:

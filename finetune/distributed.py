@@ -38,6 +38,15 @@ def gather_no_grad(tensor: Tensor) -> Tensor:
     return all_gather(tensor.contiguous(), with_grad=False) if is_multi_process() else tensor
 
 
+def mean_over_ranks(tensor: Tensor) -> Tensor:
+    """The mean of ``tensor`` over ranks (a new tensor; ``tensor`` itself outside a process group)."""
+    if not is_multi_process():
+        return tensor
+    tensor = tensor.clone()
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor / dist.get_world_size()
+
+
 def average_gradient_hook(grad: Tensor) -> Tensor:
     """A tensor hook averaging a gradient over ranks.
 
@@ -45,11 +54,7 @@ def average_gradient_hook(grad: Tensor) -> Tensor:
     DDP only all-reduces the model's parameters, so without this each rank would drift to its
     own temperature.
     """
-    if not is_multi_process():
-        return grad
-    grad = grad.clone()
-    dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-    return grad / dist.get_world_size()
+    return mean_over_ranks(grad)
 
 
 def tensor_digest(module: torch.nn.Module) -> str:

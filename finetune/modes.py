@@ -179,6 +179,8 @@ class FullSetup(_Setup):
         if config.loss == "siglip":
             from finetune.losses.siglip import SigLIP
 
+            if config.siglip_init == "fit":
+                return SigLIP(self.model, init_scale=1 / config.temperature, init_bias=None, positives=self.positives)
             return SigLIP(self.model, positives=self.positives)
         if config.loss == "triplet":
             from finetune.losses.triplet import Triplet

@@ -1,6 +1,6 @@
-"""Run under ``torchrun --nproc_per_node 2``: train the tiny model with InfoNCE on gloo/CPU.
+"""Run under ``torchrun --nproc_per_node 2``: train the tiny model with InfoNCE (or SigLIP) on gloo/CPU.
 
-Usage: ddp_train.py MODEL_DIR OUT_DIR {plain,cached}
+Usage: ddp_train.py MODEL_DIR OUT_DIR {plain,cached,siglip-fit}
 
 Launched by tests/finetune/test_distributed.py. Each rank writes ``rank<N>.json`` into OUT:
 the per-step loss statistics, the loss on a fixed batch before and after training, and a
@@ -26,6 +26,7 @@ from transformers import TrainerCallback  # noqa: E402
 from finetune.distributed import tensor_digest, world  # noqa: E402
 from finetune.losses.cached_info_nce import CachedInfoNCE  # noqa: E402
 from finetune.losses.info_nce import InfoNCE  # noqa: E402
+from finetune.losses.siglip import SigLIP  # noqa: E402
 
 TOPICS = ["cats purr and sleep", "dogs bark and fetch", "the sun is a star", "the moon orbits the earth",
           "rain falls from clouds", "trees grow leaves", "fish swim in rivers", "birds fly south"]
@@ -41,7 +42,7 @@ def pairs() -> Dataset:
 
 
 class StepStats(TrainerCallback):
-    def __init__(self, loss: InfoNCE | CachedInfoNCE) -> None:
+    def __init__(self, loss: InfoNCE | CachedInfoNCE | SigLIP) -> None:
         self.loss, self.steps = loss, []
 
     def on_step_end(self, args, state, control, **kwargs):
@@ -59,9 +60,12 @@ def fixed_batch_loss(model: SentenceTransformer, data: Dataset) -> float:
     return value
 
 
-def make_loss(kind: str, model: SentenceTransformer) -> InfoNCE | CachedInfoNCE:
-    """``plain``: InfoNCE with a learnable temperature; ``cached``: CachedInfoNCE in mini-batches of 2."""
+def make_loss(kind: str, model: SentenceTransformer) -> InfoNCE | CachedInfoNCE | SigLIP:
+    """``plain``: InfoNCE with a learnable temperature; ``cached``: CachedInfoNCE in mini-batches of 2;
+    ``siglip-fit``: SigLIP with its bias fitted on each rank's own first batch (then averaged)."""
     positives = {i: {100 + i} for i in range(len(TOPICS))}
+    if kind == "siglip-fit":
+        return SigLIP(model, init_scale=20.0, init_bias=None, positives=positives)
     if kind == "cached":
         return CachedInfoNCE(model, positives=positives, mini_batch_size=2)
     return InfoNCE(model, positives=positives, learnable_temperature=True)
@@ -85,7 +89,9 @@ def main(model_path: str, out: str, kind: str) -> None:
     result = {
         "rank": rank, "world_size": world_size, "steps": stats.steps, "before": before,
         "after": fixed_batch_loss(model, data), "digest": tensor_digest(model),
-        "temperature": loss.temperature,
+        "temperature": None if isinstance(loss, SigLIP) else loss.temperature,
+        "bias": loss.bias if isinstance(loss, SigLIP) else None,
+        "fitted_init_bias": getattr(loss, "fitted_init_bias", None),
     }
     (Path(out) / f"rank{rank}.json").write_text(json.dumps(result, indent=1))
 
