@@ -14,8 +14,10 @@ Fine-tuning is not the paper's setting. Its start, ``t = 10, b = -10``, is made 
 cosines are all near 0: every logit near -10, the loss small. A trained encoder already scores
 its positives near 0.65 (SciFact, MiniLM), so at that start the positive terms dominate the loss,
 and with ``t`` and ``b`` learnt at 1e-3 the bias moved 0.025 in 65 steps (README "The contrastive
-family and K, measured"). ``init_bias=None`` (``--siglip-init fit``) starts instead from the bias
-that minimises the loss on the first batch (:func:`fitted_bias`).
+family and K, measured"). ``init_bias=None`` (``--siglip-init fit``, the command line's default;
+the class keeps the paper's) starts instead from the bias that minimises the loss on the first
+batch (:func:`fitted_bias`), with ``t`` at InfoNCE's ``1/tau``: level with InfoNCE on both
+datasets measured, +7.3 nDCG@10 over the paper's start on SciFact.
 """
 
 from __future__ import annotations

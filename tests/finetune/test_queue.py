@@ -255,7 +255,7 @@ def test_the_new_flags_leave_the_fingerprint_of_older_settings_alone():
     assert config.fingerprint() == hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
     for changed in (dict(queue_size=64), dict(loss="nce"), dict(starved="drop"), dict(triplet_margin=0.3),
                     dict(lora_rank=8), dict(lora_alpha=4.0), dict(hidden_dropout=0.0),
-                    dict(loss="siglip", siglip_init="fit")):
+                    dict(loss="siglip", siglip_init="fit"), dict(loss="siglip")):
         assert FinetuneConfig(**changed).fingerprint() != config.fingerprint(), changed
 
 

@@ -1,4 +1,4 @@
-"""SigLIP's bias fitted on the first batch (--siglip-init fit): the minimiser of the loss in b, found once."""
+"""SigLIP's bias fitted on the first batch (--siglip-init fit, the default): the minimiser of the loss in b, found once."""
 
 from __future__ import annotations
 
@@ -63,26 +63,46 @@ def test_masked_candidates_do_not_move_the_fitted_bias():
     assert fitted_bias(planted, torch.arange(3), mask, 20.0) == pytest.approx(with_mask, abs=1e-9)
 
 
-def test_the_papers_start_is_kept_by_default():
+def test_the_class_keeps_the_papers_start_unless_asked():
     loss_fn = SigLIP(None, positives=POSITIVES)
     loss_fn.loss_from_embeddings(embeddings(), LABELS)
     assert (loss_fn.scale, loss_fn.bias) == (pytest.approx(10.0), -10.0)
 
 
-def test_config_builds_the_fitted_start_from_the_temperature_and_refuses_it_for_other_losses():
+def test_config_builds_the_fitted_start_by_default_and_the_papers_on_request():
     from finetune.modes import FullSetup
     from retrieval.errors import UsageError
 
-    config = FinetuneConfig(mode="full", loss="siglip", siglip_init="fit", temperature=0.05)
-    config.validate()
     setup = FullSetup.__new__(FullSetup)  # only _loss is exercised: no dataset, no model download
     setup.model, setup.positives = None, POSITIVES
+    config = FinetuneConfig(mode="full", loss="siglip", temperature=0.05)
+    config.validate()
     built = setup._loss(config)
     assert built.scale == pytest.approx(20.0) and built.init_bias is None
-    for bad, message in ((dict(loss="infonce", siglip_init="fit"), "needs --loss siglip"),
-                         (dict(loss="siglip", siglip_init="zero"), "'paper' or 'fit'")):
-        with pytest.raises(UsageError, match=message):
-            FinetuneConfig(mode="full", **bad).validate()
+    paper = setup._loss(FinetuneConfig(mode="full", loss="siglip", siglip_init="paper"))
+    assert (paper.scale, paper.init_bias) == (pytest.approx(10.0), -10.0)
+    with pytest.raises(UsageError, match="'fit' or 'paper'"):
+        FinetuneConfig(mode="full", loss="siglip", siglip_init="zero").validate()
+
+
+def test_the_fingerprint_keeps_older_siglip_runs_and_ignores_the_knob_for_other_losses():
+    """Runs from before the flag trained the paper's start: that value, not the new default, hashes as absent."""
+    import dataclasses
+    import hashlib
+    import json
+
+    def legacy(config: FinetuneConfig) -> str:  # the hash as computed before the field existed
+        data = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("test_split", "batch_size_encode")}
+        for f in dataclasses.fields(config):
+            if f.name == "siglip_init" or (f.metadata.get("fingerprint_default") is True and data[f.name] == f.default):
+                data.pop(f.name)
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    paper = FinetuneConfig(loss="siglip", siglip_init="paper")
+    assert paper.fingerprint() == legacy(paper)
+    assert FinetuneConfig(loss="siglip").fingerprint() != paper.fingerprint()
+    for loss in ("infonce", "nce", "triplet"):
+        assert FinetuneConfig(loss=loss, siglip_init="paper").fingerprint() == FinetuneConfig(loss=loss).fingerprint()
 
 
 def test_a_batch_without_negatives_is_refused():
@@ -97,7 +117,7 @@ def test_the_flag_comes_from_the_config_field():
 
     parser = argparse.ArgumentParser()
     add_to_parser(parser)
-    assert from_args(parser.parse_args(["--loss", "siglip", "--siglip-init", "fit"])).siglip_init == "fit"
-    assert from_args(parser.parse_args([])).siglip_init == "paper"
+    assert from_args(parser.parse_args(["--loss", "siglip", "--siglip-init", "paper"])).siglip_init == "paper"
+    assert from_args(parser.parse_args([])).siglip_init == "fit"
     with pytest.raises(SystemExit):
         parser.parse_args(["--siglip-init", "zero"])
