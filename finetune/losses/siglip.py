@@ -129,9 +129,10 @@ class SigLIP(BatchLossMixin, nn.Module):
     ``b`` are parameters of the loss, initialised as in the paper to ``t' = log 10`` and
     ``b = -10``, and not clamped (the paper clamps neither). With ``init_bias=None`` the bias is
     set on the first batch instead, before its loss is computed, to :func:`fitted_bias` of that
-    batch's scores (averaged over processes under ``torchrun``); a resumed run fits it again. The divisor is the number of
-    queries, as in the paper's pseudo-code (``-sum(log_sigmoid(labels * logits)) / n``).
-    There is no temperature: ``t`` plays its part and is learnt.
+    batch's scores (averaged over processes under ``torchrun``); a resumed run fits it again.
+    The divisor is the number of queries, as in the paper's pseudo-code
+    (``-sum(log_sigmoid(labels * logits)) / n``). There is no temperature: ``t`` plays its part
+    and is learnt.
 
     ``M_i``, the candidates known to be relevant to ``q_i`` (other than its positive), are left
     out of the sum and get exactly zero gradient, as in :class:`~finetune.losses.info_nce.InfoNCE`.
@@ -216,6 +217,7 @@ class SigLIP(BatchLossMixin, nn.Module):
         return {
             "init_scale": self.init_scale,
             "init_bias": "fit on the first batch" if self.init_bias is None else self.init_bias,
+            **({"fitted_init_bias": getattr(self, "fitted_init_bias", None)} if self.init_bias is None else {}),
             "mask_known_positives": self.mask_known_positives,
             "known_positive_pairs": len(self.positives) if self.positives is not None else 0,
         }

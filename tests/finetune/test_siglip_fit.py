@@ -49,6 +49,7 @@ def test_the_first_batch_fits_the_bias_once_and_its_gradient_in_b_is_zero_there(
     loss_fn.loss_from_embeddings(embeddings(seed=1), LABELS)
     assert loss_fn.bias == pytest.approx(fitted - 1.0)  # not fitted again on the second batch
     assert loss_fn.get_config_dict()["init_bias"] == "fit on the first batch"
+    assert loss_fn.get_config_dict()["fitted_init_bias"] == pytest.approx(fitted, abs=1e-5)
 
 
 def test_masked_candidates_do_not_move_the_fitted_bias():
