@@ -152,7 +152,8 @@ for _name, _knob in FAMILY.items():
     RECIPES[f"n3-3ep-{_name}"] = {**RECIPES["n3-3ep"], **_knob}
 # SigLIP from a start made for fine-tuning (t = 1/0.05, b fitted on the first batch) instead of the paper's t = 10,
 # b = -10, under which b moved 0.025 in 65 steps and the row stayed level with base (2026-12-06). Seed 42
-# (2026-12-07): level with n3-3ep on both datasets (SciFact -0.5, manual pages +0.4): --siglip-init's default since
+# (2026-12-07): level with n3-3ep on both datasets (SciFact -0.5, manual pages +0.4); since then the default of
+# --siglip-init
 RECIPES["n3-3ep-siglip-fit"] = {**RECIPES["n3-3ep-siglip"], "siglip_init": "fit"}
 # LoRA (issue 13 (e)): rank-16 adapters on every linear layer, at the higher learning rate adapters train with
 RECIPES["n3-lora"] = {**RECIPES["full-n3"], "lora_rank": 16, "lora_alpha": 32.0, "learning_rate": 3e-4}
