@@ -175,7 +175,8 @@ class FullSetup(_Setup):
         if config.loss == "nce":
             from finetune.losses.nce import NCE
 
-            return NCE(self.model, temperature=config.temperature, positives=self.positives)
+            return NCE(self.model, temperature=config.temperature, positives=self.positives,
+                       fit_bias=config.nce_bias == "fit")
         if config.loss == "siglip":
             from finetune.losses.siglip import SigLIP
 

@@ -224,9 +224,11 @@ def _trainer(setup, config: FinetuneConfig, out: Path):
         batch_sampler=setup.batch_sampler,
         dataloader_drop_last=world > 1,
         disable_tqdm=False,
-        # a learnable temperature (or SigLIP's scale and bias) moves far too slowly at an encoder's learning rate
+        # a learnable temperature (or SigLIP's scale and bias, NCE's bias) moves far too slowly at an encoder's
+        # learning rate
         learning_rate_mapping=({r"log_temperature": 1e-3} if config.learnable_temperature else
-                               {r"logit_scale|logit_bias": 1e-3} if config.loss == "siglip" else None),
+                               {r"logit_scale|logit_bias": 1e-3} if config.loss == "siglip" or
+                               (config.loss == "nce" and config.nce_bias == "fit") else None),
         **precision_flags(config.precision),
     )
     mixins = [StatsTrainer]

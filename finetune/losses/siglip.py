@@ -83,7 +83,10 @@ def siglip_from_scores(
     return loss, stats
 
 
-def fitted_bias(scores: Tensor, targets: Tensor, mask: Tensor | None, scale: float, iterations: int = 100) -> float:
+def fitted_bias(
+    scores: Tensor, targets: Tensor, mask: Tensor | None, scale: float, iterations: int = 100,
+    mean_negatives: bool = False,
+) -> float:
     r"""The bias ``b`` minimising :func:`siglip_from_scores` on these ``scores`` at logit scale ``scale``.
 
     The loss is convex in ``b`` and its derivative is
@@ -96,6 +99,9 @@ def fitted_bias(scores: Tensor, targets: Tensor, mask: Tensor | None, scale: flo
     summed ``p``). Found by bisection in float64 on ``[-scale - 40, scale + 40]``: cosines are in
     [-1, 1], so at the left end every logit is below -40 (the derivative is about ``-1``) and at
     the right end above 40 (about the number of negatives per query).
+
+    ``mean_negatives=True`` weighs each row's negatives by ``1 / |N_i|`` (their mean, not their
+    sum): the normalisation of :func:`finetune.losses.nce.nce_from_scores`, whose bias this then is.
     """
     if scores.dim() != 2 or targets.shape != scores.shape[:1]:
         raise ValueError(f"scores must be [B, C] and targets [B]; got {tuple(scores.shape)} and {tuple(targets.shape)}")
@@ -105,13 +111,16 @@ def fitted_bias(scores: Tensor, targets: Tensor, mask: Tensor | None, scale: flo
     negative[rows, targets] = False
     if mask is not None:
         negative &= ~mask
-    positives, negatives = scaled[rows, targets], scaled[negative]
-    if negatives.numel() == 0:
+    if not bool(negative.any()):
         raise ValueError("no unmasked negative in the batch: the loss has no minimum in b")
+    weights = negative.double()
+    if mean_negatives:
+        weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1)
+    positives = scaled[rows, targets]
     low, high = -float(scale) - 40.0, float(scale) + 40.0
     for _ in range(iterations):
         b = (low + high) / 2
-        slope = torch.sigmoid(negatives + b).sum() - (1 - torch.sigmoid(positives + b)).sum()
+        slope = (weights * torch.sigmoid(scaled + b)).sum() - (1 - torch.sigmoid(positives + b)).sum()
         low, high = (low, b) if slope > 0 else (b, high)
     return (low + high) / 2
 

@@ -250,12 +250,12 @@ def test_the_new_flags_leave_the_fingerprint_of_older_settings_alone():
     config = FinetuneConfig()
     # added after runs existed
     later = ("queue_size", "momentum", "matryoshka_dims", "loss", "triplet_margin", "starved", "corpus_negatives",
-             "lora_rank", "lora_alpha", "hidden_dropout", "siglip_init")
+             "lora_rank", "lora_alpha", "hidden_dropout", "siglip_init", "nce_bias")
     data = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("test_split", "batch_size_encode", *later)}
     assert config.fingerprint() == hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
     for changed in (dict(queue_size=64), dict(loss="nce"), dict(starved="drop"), dict(triplet_margin=0.3),
                     dict(lora_rank=8), dict(lora_alpha=4.0), dict(hidden_dropout=0.0),
-                    dict(loss="siglip", siglip_init="fit"), dict(loss="siglip")):
+                    dict(loss="siglip", siglip_init="fit"), dict(loss="siglip"), dict(loss="nce", nce_bias="none")):
         assert FinetuneConfig(**changed).fingerprint() != config.fingerprint(), changed
 
 

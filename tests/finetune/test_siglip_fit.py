@@ -95,7 +95,7 @@ def test_the_fingerprint_keeps_older_siglip_runs_and_ignores_the_knob_for_other_
     def legacy(config: FinetuneConfig) -> str:  # the hash as computed before the field existed
         data = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("test_split", "batch_size_encode")}
         for f in dataclasses.fields(config):
-            if f.name == "siglip_init" or (f.metadata.get("fingerprint_default") is True and data[f.name] == f.default):
+            if f.name in ("siglip_init", "nce_bias") or (f.metadata.get("fingerprint_default") is True and data[f.name] == f.default):
                 data.pop(f.name)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
