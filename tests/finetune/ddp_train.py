@@ -1,6 +1,6 @@
-"""Run under ``torchrun --nproc_per_node 2``: train the tiny model with InfoNCE (or SigLIP) on gloo/CPU.
+"""Run under ``torchrun --nproc_per_node 2``: train the tiny model with InfoNCE (or SigLIP, NCE) on gloo/CPU.
 
-Usage: ddp_train.py MODEL_DIR OUT_DIR {plain,cached,siglip-fit}
+Usage: ddp_train.py MODEL_DIR OUT_DIR {plain,cached,siglip-fit,nce-fit}
 
 Launched by tests/finetune/test_distributed.py. Each rank writes ``rank<N>.json`` into OUT:
 the per-step loss statistics, the loss on a fixed batch before and after training, and a
@@ -26,6 +26,7 @@ from transformers import TrainerCallback  # noqa: E402
 from finetune.distributed import tensor_digest, world  # noqa: E402
 from finetune.losses.cached_info_nce import CachedInfoNCE  # noqa: E402
 from finetune.losses.info_nce import InfoNCE  # noqa: E402
+from finetune.losses.nce import NCE  # noqa: E402
 from finetune.losses.siglip import SigLIP  # noqa: E402
 
 TOPICS = ["cats purr and sleep", "dogs bark and fetch", "the sun is a star", "the moon orbits the earth",
@@ -62,8 +63,11 @@ def fixed_batch_loss(model: SentenceTransformer, data: Dataset) -> float:
 
 def make_loss(kind: str, model: SentenceTransformer) -> InfoNCE | CachedInfoNCE | SigLIP:
     """``plain``: InfoNCE with a learnable temperature; ``cached``: CachedInfoNCE in mini-batches of 2;
-    ``siglip-fit``: SigLIP with its bias fitted on each rank's own first batch (then averaged)."""
+    ``siglip-fit``: SigLIP with its bias fitted on each rank's own first batch (then averaged); ``nce-fit``: NCE with
+    its offset fitted the same way."""
     positives = {i: {100 + i} for i in range(len(TOPICS))}
+    if kind == "nce-fit":
+        return NCE(model, positives=positives, fit_bias=True)
     if kind == "siglip-fit":
         return SigLIP(model, init_scale=20.0, init_bias=None, positives=positives)
     if kind == "cached":
@@ -90,7 +94,7 @@ def main(model_path: str, out: str, kind: str) -> None:
         "rank": rank, "world_size": world_size, "steps": stats.steps, "before": before,
         "after": fixed_batch_loss(model, data), "digest": tensor_digest(model),
         "temperature": None if isinstance(loss, SigLIP) else loss.temperature,
-        "bias": loss.bias if isinstance(loss, SigLIP) else None,
+        "bias": loss.bias if isinstance(loss, SigLIP) else float(loss.logit_bias) if isinstance(loss, NCE) else None,
         "fitted_init_bias": getattr(loss, "fitted_init_bias", None),
     }
     (Path(out) / f"rank{rank}.json").write_text(json.dumps(result, indent=1))

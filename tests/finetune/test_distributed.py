@@ -2,7 +2,7 @@
 
 Candidates are gathered across processes, so every query sees the global batch; DDP keeps the
 weights (and the learnable temperature, which lives in the loss) identical on both ranks. SigLIP
-scores each rank's own batch; the bias it fits on its first batch is averaged over the ranks.
+(and NCE) score each rank's own batch; the bias fitted on its first batch is averaged over the ranks.
 """
 
 from __future__ import annotations
@@ -45,9 +45,10 @@ def test_two_processes_gather_candidates_learn_and_end_with_identical_weights(ti
         assert ranks[0]["temperature"] != pytest.approx(0.05, abs=1e-7)  # it was learnt, and in step
 
 
-def test_siglip_fits_one_bias_for_both_processes(tiny_model_path, tmp_path):
+@pytest.mark.parametrize("kind", ["siglip-fit", "nce-fit"])
+def test_a_fitted_bias_is_one_bias_for_both_processes(tiny_model_path, tmp_path, kind):
     """Each rank fits the bias on a different first batch; both start, and end, from their mean."""
-    ranks = torchrun(tiny_model_path, tmp_path / "out", "siglip-fit")
+    ranks = torchrun(tiny_model_path, tmp_path / "out", kind)
     assert ranks[0]["fitted_init_bias"] is not None
     assert ranks[0]["fitted_init_bias"] == ranks[1]["fitted_init_bias"]
     assert ranks[0]["bias"] == ranks[1]["bias"] != ranks[0]["fitted_init_bias"]  # then learnt, in step
