@@ -141,10 +141,12 @@ class FinetuneConfig:
     def validate(self) -> None:
         from retrieval.errors import UsageError
 
-        if self.mode not in ("query", "full"):
-            raise UsageError(f"--mode must be 'query' or 'full', not {self.mode!r}")
-        if self.loss not in LOSSES:
-            raise UsageError(f"--loss must be one of {', '.join(LOSSES)}, not {self.loss!r}")
+        for f in dataclasses.fields(self):  # --mode, --loss, --precision, ...: a config file bypasses argparse
+            choices, value = f.metadata.get("choices"), getattr(self, f.name)
+            if choices and value not in choices:
+                quoted = [repr(c) for c in choices]
+                options = " or ".join(quoted) if len(quoted) == 2 else f"one of {', '.join(quoted)}"
+                raise UsageError(f"--{f.name.replace('_', '-')} must be {options}, not {value!r}")
         if self.loss != "infonce":
             if self.mode != "full":
                 raise UsageError(f"--loss {self.loss} needs --mode full (mode query trains InfoNCE only)")
@@ -152,10 +154,6 @@ class FinetuneConfig:
                              ("--learnable-temperature", self.learnable_temperature)):
                 if on:
                     raise UsageError(f"{flag} is an InfoNCE option; it does not combine with --loss {self.loss}")
-        if self.siglip_init not in ("fit", "paper"):
-            raise UsageError(f"--siglip-init must be 'fit' or 'paper', not {self.siglip_init!r}")
-        if self.nce_bias not in ("fit", "none"):
-            raise UsageError(f"--nce-bias must be 'fit' or 'none', not {self.nce_bias!r}")
         if self.loss == "triplet" and self.num_negatives < 1:
             raise UsageError("--loss triplet needs --num-negatives >= 1 (its triplets are the mined negatives)")
         if not 0 <= self.triplet_margin <= 2:
@@ -186,7 +184,6 @@ class FinetuneConfig:
             raise UsageError(f"--lora-rank and --lora-alpha must be >= 0, got {self.lora_rank} and {self.lora_alpha}")
         if not 0 < self.dev_fraction < 1:
             raise UsageError(f"--dev-fraction must be between 0 and 1, got {self.dev_fraction}")
-
 
     def parsed_matryoshka_dims(self) -> list[int]:
         """``--matryoshka-dims`` as a list of widths (empty when off); UsageError when it does not parse."""

@@ -183,6 +183,21 @@ def test_config_refuses_combinations_the_losses_do_not_support(settings, message
         FinetuneConfig(**{"mode": "full", **settings}).validate()
 
 
+def test_every_field_with_choices_refuses_a_value_outside_them_naming_its_flag():
+    """A config file or the Python API bypasses argparse's choices; validate() checks them all."""
+    import dataclasses
+
+    from retrieval.errors import UsageError
+
+    fields = [f for f in dataclasses.fields(FinetuneConfig) if f.metadata.get("choices")]
+    assert {"mode", "loss", "precision", "starved", "siglip_init", "nce_bias"} <= {f.name for f in fields}
+    for f in fields:
+        flag = "--" + f.name.replace("_", "-")
+        with pytest.raises(UsageError, match=f"^{flag} must be .*'{f.metadata['choices'][-1]}'.*, not 'nonsense'$"):
+            FinetuneConfig(**{f.name: "nonsense"}).validate()
+    FinetuneConfig().validate()
+
+
 def test_the_cli_flags_come_from_the_new_fields():
     import argparse
 
