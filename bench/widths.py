@@ -102,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def p_text(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def table(results: dict[str, dict], names: list[str], groups: list[str]) -> str:
     header = ["width", "flat index", "row"] + [f"{g} nDCG@10" for g in groups] + ["all R@100"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -109,7 +113,7 @@ def table(results: dict[str, dict], names: list[str], groups: list[str]) -> str:
     for dim in dims:
         for name in names:
             cell = results[name][str(dim)]
-            values = [f"{cell[f'{g}_ndcg@10']:.4f}" + (f" ({cell[f'{g}_p']:.3f})" if f"{g}_p" in cell else "")
+            values = [f"{cell[f'{g}_ndcg@10']:.4f}" + (f" ({p_text(cell[f'{g}_p'])})" if f"{g}_p" in cell else "")
                       for g in groups]
             lines.append(f"| {dim} | {cell['index_mib']:.1f} MiB | {name} | " + " | ".join(values)
                          + f" | {cell['all_recall@100']:.4f} |")
