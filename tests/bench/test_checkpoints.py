@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.bench.load import load_bench_script
 
 
 @pytest.fixture(scope="module")
 def checkpoints():
-    sys.path.insert(0, str(BENCH))  # the script imports its sibling ``recipes`` as it does when run
-    try:
-        spec = importlib.util.spec_from_file_location("bench_checkpoints", BENCH / "checkpoints.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH))
-    return module
+    return load_bench_script("checkpoints")
 
 
 def _row(step, dev_all, dev_unseen):

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.bench.load import load_bench_script
 
 
 @pytest.fixture(scope="module")
 def widths():
-    sys.path.insert(0, str(BENCH))  # the script imports its sibling ``recipes`` as it does when run
-    try:
-        spec = importlib.util.spec_from_file_location("bench_widths", BENCH / "widths.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH))
-    return module
+    return load_bench_script("widths")
 
 
 def test_a_width_run_scores_as_the_reports_widths_table(widths):

@@ -11,6 +11,7 @@ from finetune.config import FinetuneConfig
 from finetune.losses.nce import NCE, nce_from_scores
 from finetune.losses.siglip import fitted_bias
 from tests.finetune.test_loss_family import LABELS, POSITIVES, embeddings, reference_mask, reference_scores, softplus
+from tests.finetune.test_siglip_fit import five_row_scores
 
 
 def reference_loss(c: float, scores: np.ndarray, tau: float, mask: np.ndarray) -> float:
@@ -25,10 +26,7 @@ def reference_loss(c: float, scores: np.ndarray, tau: float, mask: np.ndarray) -
 
 @pytest.mark.parametrize("tau, with_mask", [(0.05, True), (0.05, False), (0.1, True), (0.02, True)])
 def test_the_fitted_offset_is_the_minimiser_scipy_finds(tau, with_mask):
-    columns = embeddings(n_columns=4, batch_size=5, seed=3)
-    labels = torch.tensor([[0, 10, 20, 40], [1, 11, 21, 41], [2, 12, 10, 42], [3, 13, 23, 43], [4, 14, 24, 44]])
-    scores = reference_scores(columns)
-    mask = reference_mask(labels, POSITIVES) if with_mask else np.zeros_like(scores, dtype=bool)
+    scores, mask = five_row_scores(with_mask)
     expected = minimize_scalar(reference_loss, args=(scores, tau, mask), bounds=(-1 / tau - 40, 1 / tau + 40),
                                method="bounded", options={"xatol": 1e-9}).x
     got = fitted_bias(torch.from_numpy(scores), torch.arange(len(scores)), torch.from_numpy(mask) if with_mask else None,

@@ -19,12 +19,17 @@ def reference_loss(b: float, scores: np.ndarray, scale: float, mask: np.ndarray)
     return float(np.where(mask, 0.0, softplus(-signs * logits)).sum() / len(scores))
 
 
-@pytest.mark.parametrize("scale, with_mask", [(10.0, True), (20.0, True), (20.0, False), (50.0, True)])
-def test_fitted_bias_is_the_minimiser_scipy_finds(scale, with_mask):
+def five_row_scores(with_mask: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Cosines of a five-row batch with three document columns, and its false-negative mask (all False without)."""
     columns = embeddings(n_columns=4, batch_size=5, seed=3)
     labels = torch.tensor([[0, 10, 20, 40], [1, 11, 21, 41], [2, 12, 10, 42], [3, 13, 23, 43], [4, 14, 24, 44]])
     scores = reference_scores(columns)
-    mask = reference_mask(labels, POSITIVES) if with_mask else np.zeros_like(scores, dtype=bool)
+    return scores, reference_mask(labels, POSITIVES) if with_mask else np.zeros_like(scores, dtype=bool)
+
+
+@pytest.mark.parametrize("scale, with_mask", [(10.0, True), (20.0, True), (20.0, False), (50.0, True)])
+def test_fitted_bias_is_the_minimiser_scipy_finds(scale, with_mask):
+    scores, mask = five_row_scores(with_mask)
     expected = minimize_scalar(reference_loss, args=(scores, scale, mask), bounds=(-scale - 40, scale + 40),
                                method="bounded", options={"xatol": 1e-9}).x
     got = fitted_bias(torch.from_numpy(scores), torch.arange(len(scores)), torch.from_numpy(mask) if with_mask else None,
