@@ -46,9 +46,9 @@ class FinetuneConfig:
     weight_decay: float = _f(0.01, "AdamW weight decay")
     loss: str = _f(
         "infonce", "training objective of mode full: 'infonce' softmax over in-batch + mined negatives; 'nce' one "
-        "binary (sigmoid) decision per candidate on cosine / tau + c (--nce-bias); 'siglip' pairwise sigmoid on t*cosine + b with t, b "
-        "learnt (Zhai et al. 2023); 'triplet' hinge on cosine distance against each query's mined negatives "
-        "(--triplet-margin)", choices=LOSSES, fingerprint_default=True,
+        "binary (sigmoid) decision per candidate on cosine / tau + c (--nce-bias); 'siglip' pairwise sigmoid on "
+        "t*cosine + b with t, b learnt (Zhai et al. 2023); 'triplet' hinge on cosine distance against each query's "
+        "mined negatives (--triplet-margin)", choices=LOSSES, fingerprint_default=True,
     )
     temperature: float = _f(0.05, "InfoNCE (and NCE) temperature tau (logits are cosine / tau); --siglip-init fit "
                                      "starts SigLIP's scale t at 1/tau")

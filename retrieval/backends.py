@@ -32,9 +32,10 @@ model's own folder.
 ``auto`` (:func:`auto_backend`, the default of ``retrieval index build`` and of the main job's
 indexes) is ``torch-bf16`` where the hardware runs bf16 natively (CUDA GPUs with bf16, CPUs
 with AVX512-BF16 or AMX; measured within 0.001 nDCG@10 of float32 at 2.4x the speed on such a
-CPU for the base model, ``bench/encode.py``; for two tuned models on SciFact within 0.002 overall,
-+0.0035 on its 104 unseen-document queries, README "Where a training step's time goes") and ``torch`` (float32) everywhere else; the choice is logged and
-recorded in the index metadata.
+CPU for the base model, ``bench/encode.py``; for two tuned models on SciFact within 0.002
+overall and 0.0035 on its 104 unseen-document queries, README "Where a training step's time
+goes") and ``torch`` (float32) everywhere else; the choice is logged and recorded in the index
+metadata.
 
 Whatever the backend, the model's fingerprint is that of its float32 torch weights, so an
 index built with a fast backend is still searchable with the plain model; the index
