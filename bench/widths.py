@@ -50,23 +50,10 @@ def row_vectors(name: str, work: Path, queries: dict[str, str]):
     return docs, stored.meta.doc_ids, vectors, qids
 
 
-def width_run(docs, doc_ids, queries, qids, dim: int, name: str, k: int = 100):
-    """Exact search at ``dim``: documents and queries cut to their first ``dim`` coordinates and renormalised."""
-    import faiss
-
-    from index.build import truncate
-    from retrieval.retriever import run_from_hits
-
-    index = faiss.IndexFlatIP(dim)
-    index.add(truncate(docs, dim))
-    scores, rows = index.search(truncate(queries, dim), k)
-    ids = [[doc_ids[i] for i in row if i >= 0] for row in rows]
-    return run_from_hits(qids, ids, scores, name)
-
-
 def main(argv: list[str] | None = None) -> int:
     from retrieval.evaluate import compare
     from retrieval.sources import resolve
+    from retrieval.widths import truncated_run
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=None, help="dataset (any --data form of the CLI)")
@@ -84,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     first = args.runs[0]
     results: dict[str, dict] = {}
     for dim in sorted(set(args.widths), reverse=True):
-        runs = {name: width_run(*vectors[name], dim, name) for name in args.runs}
+        runs = {name: truncated_run(*vectors[name], dim, name=name) for name in args.runs}
         for group, qrels in groups.items():
             report = compare(qrels, runs, ["ndcg@10", "recall@100"]).to_dict()
             for name in args.runs:

@@ -16,15 +16,29 @@ import numpy as np
 from index.build import truncate
 
 
+def truncated_run(doc_vectors: np.ndarray, doc_ids: Sequence[str], query_vectors: np.ndarray, qids: Sequence[str],
+                  dim: int, k: int = 100, name: str = "dense"):
+    """The ranx Run of exact inner-product search with documents and queries cut to their first ``dim``
+    coordinates and renormalised (:func:`index.build.truncate`), the top ``k`` per query."""
+    import faiss
+
+    from retrieval.retriever import run_from_hits
+
+    index = faiss.IndexFlatIP(dim)
+    index.add(truncate(doc_vectors, dim))
+    scores, rows = index.search(truncate(query_vectors, dim), min(k, len(doc_ids)))
+    return run_from_hits(list(qids), [[doc_ids[i] for i in row if i >= 0] for row in rows], scores, name)
+
+
 def width_rows(doc_vectors: np.ndarray, doc_ids: Sequence[str], query_vectors: np.ndarray, qids: Sequence[str],
                qrels: dict[str, dict[str, int]], dims: Sequence[int], k: int = 100) -> list[dict]:
     """One row per width (widest first): ``dim``, ``ndcg@10``, ``recall@100``, flat ``index_bytes``.
 
-    Exact inner-product search over the truncated, renormalised vectors; metrics by ranx on
-    ``qrels`` (queries of ``qids`` that it judges). Widths above the vectors' own are refused.
+    Exact inner-product search over the truncated, renormalised vectors (:func:`truncated_run`);
+    metrics by ranx on ``qrels`` (queries of ``qids`` that it judges). Widths above the vectors'
+    own are refused.
     """
-    import faiss
-    from ranx import Qrels, Run, evaluate
+    from ranx import Qrels, evaluate
 
     from retrieval.evaluate import RANX_LOCK
 
@@ -32,18 +46,15 @@ def width_rows(doc_vectors: np.ndarray, doc_ids: Sequence[str], query_vectors: n
     if any(not 1 <= d <= full for d in dims):
         raise ValueError(f"widths {sorted(dims)} do not fit embeddings of dimension {full}")
     judged = Qrels({q: qrels[q] for q in qids if q in qrels})
+    judged_qids = [q for q in qids if q in qrels]
+    keep = [i for i, q in enumerate(qids) if q in qrels]
     rows = []
     for dim in sorted(set(dims), reverse=True):
-        docs, queries = truncate(doc_vectors, dim), truncate(query_vectors, dim)
-        index = faiss.IndexFlatIP(dim)
-        index.add(docs)
-        scores, ids = index.search(queries, min(k, len(doc_ids)))
-        run = Run({q: {doc_ids[i]: float(s) for s, i in zip(row_s, row_i) if i >= 0}
-                   for q, row_s, row_i in zip(qids, scores, ids) if q in qrels})
+        run = truncated_run(doc_vectors, doc_ids, np.asarray(query_vectors)[keep], judged_qids, dim, k)
         with RANX_LOCK:  # ranx's numba kernels may not run in two threads at once
             metrics = evaluate(judged, run, ["ndcg@10", "recall@100"], make_comparable=True)
         rows.append({"dim": dim, "ndcg@10": float(metrics["ndcg@10"]), "recall@100": float(metrics["recall@100"]),
-                     "index_bytes": int(docs.shape[0]) * dim * 4})
+                     "index_bytes": int(doc_vectors.shape[0]) * dim * 4})
     return rows
 
 

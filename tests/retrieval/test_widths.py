@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrieval.widths import width_rows, widths_markdown
+from retrieval.widths import truncated_run, width_rows, widths_markdown
 
 
 def _data(seed: int = 0):
@@ -41,3 +41,20 @@ def test_a_width_wider_than_the_vectors_is_refused():
     docs, doc_ids, queries, qids, qrels = _data()
     with pytest.raises(ValueError, match="do not fit"):
         width_rows(docs, doc_ids, queries, qids, qrels, [16])
+
+
+def test_a_truncated_run_ranks_by_the_cosine_of_the_first_dim_coordinates():
+    """Against numpy: cut both sides to ``dim``, renormalise, rank by dot product (what ``index build --dim`` serves)."""
+    rng = np.random.default_rng(0)
+    docs, queries = rng.normal(size=(300, 32)).astype(np.float32), rng.normal(size=(5, 32)).astype(np.float32)
+    doc_ids, qids = [f"d{i}" for i in range(300)], [f"q{i}" for i in range(5)]
+    for dim in (32, 16, 4):
+        d = docs[:, :dim] / np.linalg.norm(docs[:, :dim], axis=1, keepdims=True)
+        q = queries[:, :dim] / np.linalg.norm(queries[:, :dim], axis=1, keepdims=True)
+        cosines = q.astype(np.float64) @ d.T
+        run = truncated_run(docs, doc_ids, queries, qids, dim, k=10, name="x").to_dict()
+        for i, qid in enumerate(qids):
+            got = sorted(run[qid].items(), key=lambda item: -item[1])
+            expected = np.argsort(-cosines[i])[:10]
+            assert [doc for doc, _ in got] == [doc_ids[j] for j in expected]
+            np.testing.assert_allclose([score for _, score in got], cosines[i, expected], atol=1e-5)
