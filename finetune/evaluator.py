@@ -53,11 +53,10 @@ class DevEvaluator(BaseEvaluator):
         self.select_key = self.metric_key(self.select)  # unprefixed; the trainer reads eval_<name>_<select_key>
         self.primary_metric = self.select_key
         self.history: list[dict[str, float]] = []
-        self.epoch_scale = 1.0  # the trainer runs all epochs as one pass (finetune.pairs.epoch_rows)
 
     def __call__(self, model, output_path: str | None = None, epoch: float = -1, steps: int = -1) -> dict[str, float]:
         metrics = self.score(self.rank(model))
-        self.history.append({"epoch": round(float(epoch) * self.epoch_scale, 3), "step": int(steps), **metrics})
+        self.history.append({"epoch": round(float(epoch), 3), "step": int(steps), **metrics})
         metrics = self.prefix_name_to_metrics(metrics, self.name)
         self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
         return metrics

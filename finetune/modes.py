@@ -74,11 +74,9 @@ class _Setup:
     def _evaluator(self, doc_ids: list[str], **kwargs) -> DevEvaluator:
         from finetune.config import precision_flags
 
-        evaluator = DevEvaluator(self.dev_queries, self.dev_qrels, doc_ids, batch_size=self.config.batch_size_encode,
-                                 groups=self.dev_groups, select=self.config.select_on,
-                                 bf16=precision_flags(self.config.precision)["bf16"], **kwargs)
-        evaluator.epoch_scale = float(self.config.epochs)
-        return evaluator
+        return DevEvaluator(self.dev_queries, self.dev_qrels, doc_ids, batch_size=self.config.batch_size_encode,
+                            groups=self.dev_groups, select=self.config.select_on,
+                            bf16=precision_flags(self.config.precision)["bf16"], **kwargs)
 
     def evaluate_test(self, model, dataset: Dataset, split: str, out: Path) -> dict[str, dict[str, float]]:
         """Base vs tuned on ``split``, written into ``out`` as a run directory (:mod:`retrieval.systems`)."""

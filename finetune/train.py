@@ -197,7 +197,7 @@ def _summary(config: FinetuneConfig, result: FinetuneResult) -> dict[str, Any]:
 def _trainer(setup, config: FinetuneConfig, out: Path):
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
-    from finetune.stats_trainer import StatsTrainer
+    from finetune.stats_trainer import EpochsInState, StatsTrainer
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     steps_per_epoch = max(1, math.ceil(setup.rows_per_epoch / (config.batch_size * world)))
@@ -237,7 +237,7 @@ def _trainer(setup, config: FinetuneConfig, out: Path):
 
         mixins.insert(0, LoraCheckpoints)
     trainer_cls = type("Trainer", (*mixins, SentenceTransformerTrainer), {})
-    callbacks = list(setup.callbacks)
+    callbacks = [EpochsInState(config.epochs), *setup.callbacks]
     if config.early_stopping:
         from transformers import EarlyStoppingCallback
 
@@ -284,7 +284,7 @@ def dev_history(out: Path, log_history: list[dict[str, Any]], evaluator) -> list
     for row in log_history:
         if prefix + "ndcg@10" in row:
             metrics = {k[len(prefix):]: v for k, v in row.items() if k.startswith(prefix)}
-            history.append({"epoch": round(row.get("epoch", 0) * evaluator.epoch_scale, 3), "step": row.get("step", 0), **metrics})
+            history.append({"epoch": round(row.get("epoch", 0), 3), "step": row.get("step", 0), **metrics})
     return history
 
 

@@ -38,14 +38,14 @@ def recall_curves(curves: dict[str, Any], path: str | Path) -> Path:
 
 
 def training_curve(train_log: list[dict[str, Any]], dev_history: list[dict[str, float]], path: str | Path,
-                   epoch_scale: float = 1.0, select: str = "ndcg@10", loss: str = "infonce") -> Path:
+                   select: str = "ndcg@10", loss: str = "infonce") -> Path:
     """Training loss (left axis) and dev nDCG@10 (right axis: all, dev-unseen, dev-seen) against epochs.
 
     ``select`` is the history key that chose the checkpoint; its best point is labelled. ``loss``
     (``--loss``) names the left axis.
     """
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    steps = [(row["epoch"] * epoch_scale, row["loss"]) for row in train_log if "loss" in row and "epoch" in row]
+    steps = [(row["epoch"], row["loss"]) for row in train_log if "loss" in row and "epoch" in row]
     if steps:
         ax.plot(*zip(*steps), color="#d62728", label="training loss")
     ax.set_xlabel("epoch")

@@ -193,7 +193,7 @@ def write_run_report(run, dataset, opts, evaluation: dict, general: dict | None,
     if summary.get("dev_history"):
         figures["training"] = "report_files/training.png"
         plots.training_curve(summary.get("train_log", []), summary["dev_history"], run.path / figures["training"],
-                             epoch_scale=float(config.epochs), select=summary.get("select", "ndcg@10"), loss=config.loss)
+                             select=summary.get("select", "ndcg@10"), loss=config.loss)
     settings = {"data": opts.data, "split": evaluation["split"], "fingerprints": fingerprints,
                 "finetune": dataclasses.asdict(config), "fusion": opts.fusion, "k": opts.k,
                 "dev_split": summary.get("dev_split"), "best_dev": summary.get("best_dev"),
