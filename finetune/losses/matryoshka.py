@@ -39,9 +39,12 @@ class Matryoshka(MatryoshkaLoss):
     holds the inner loss's statistics at the full (largest) width under their usual names, plus
     ``loss@d`` and ``accuracy@d`` (when the inner loss reports an accuracy) for every width.
 
-    Inputs: those of the inner loss (for :class:`~finetune.losses.info_nce.InfoNCE`:
-    ``(query, positive, negative_1..n)`` texts, ``[query_idx, pos_doc_idx, neg_doc_idx...]``
-    labels).
+    Inputs (those of the inner loss; here for every loss of the family):
+        +--------------------------------------------------+-------------------------------------------------+
+        | Texts                                            | Labels                                          |
+        +==================================================+=================================================+
+        | (query, positive, negative_1, ..., negative_n)   | ``[query_idx, pos_doc_idx, neg_1_doc_idx, ...]`` |
+        +--------------------------------------------------+-------------------------------------------------+
 
     Args:
         model: the SentenceTransformer being trained.

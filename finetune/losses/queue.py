@@ -28,6 +28,11 @@ momentum copy to the resumed weights (:meth:`QueueInfoNCE.sync_momentum_encoder`
 
 Under sentence-transformers' ``MatryoshkaLoss`` the inner loss sees each truncated width in
 turn; there is one queue per width, so each width's candidates are its own truncated documents.
+
+Measured on fine-tuning (README "The contrastive family and K, measured"; three epochs, seed 42):
+neither form beats in-batch InfoNCE with three mined negatives, whose 127 candidates per query
+already hold the hard ones. ``queue_size=256``: SciFact -1.7, manual pages -1.1 nDCG@10;
+with ``momentum=0.9`` as well: -3.9 and -1.4, and 1.3x the training time.
 """
 
 from __future__ import annotations

@@ -154,6 +154,26 @@ def test_masked_candidates_get_exactly_zero_gradient(monkeypatch, name):
         assert grad[0, 0] != 0 and grad[0, 2] != 0
 
 
+def test_triplet_masks_a_known_positive_among_in_batch_negatives(monkeypatch):
+    """Without negative columns a row's triplets use the other rows' positives: the masked one gets no gradient."""
+    import finetune.losses.triplet as module
+
+    captured = []
+
+    def keep(a, b, real=module.cosine_scores):
+        captured.append(real(a, b))
+        captured[-1].retain_grad()
+        return captured[-1]
+
+    monkeypatch.setattr(module, "cosine_scores", keep)
+    loss, stats = LOSSES["triplet"]().loss_from_embeddings(embeddings(n_columns=2), LABELS[:, :2])
+    loss.backward()
+    grad = captured[0].grad
+    assert grad[0, 1] == 0  # query 1's positive (doc 11) is known relevant to query 0: no triplet
+    assert grad[0, 2] != 0 and grad[1, 0] != 0 and grad[2, 1] != 0  # margin 2: every unmasked triplet is active
+    assert stats["triplets_per_row"].item() == pytest.approx(5 / 3)
+
+
 @pytest.mark.parametrize("loss", ["infonce", "nce", "siglip", "triplet"])
 def test_config_accepts_every_loss_in_mode_full_and_builds_it(loss):
     from finetune.modes import FullSetup
@@ -209,6 +229,19 @@ def test_the_cli_flags_come_from_the_new_fields():
     assert (config.loss, config.triplet_margin) == ("triplet", 0.2)
     assert from_args(parser.parse_args([])).loss == "infonce"
 
+
+@pytest.mark.parametrize("command", [["tune", "--data", "scifact"], ["finetune", "--data", "scifact", "--out", "o"]])
+def test_retrieval_tune_and_finetune_parse_the_family_flags_into_a_valid_config(command):
+    from cli import build_parser
+    from finetune.config import from_args
+
+    flags = ["--loss", "infonce", "--queue-size", "64", "--momentum", "0.9", "--mode", "full"]
+    config = from_args(build_parser().parse_args(command + flags))
+    config.validate()
+    assert (config.loss, config.queue_size, config.momentum) == ("infonce", 64, 0.9)
+    config = from_args(build_parser().parse_args(command + ["--loss", "nce", "--matryoshka-dims", "384,64"]))
+    config.validate()
+    assert (config.loss, config.matryoshka_dims, config.nce_bias) == ("nce", "384,64", "fit")
 
 
 def test_each_loss_trains_one_step_through_the_sentence_transformers_trainer(tiny_model, tmp_path):
