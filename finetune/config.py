@@ -140,51 +140,10 @@ class FinetuneConfig:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def validate(self) -> None:
-        from retrieval.errors import UsageError
+        """Raise a one-line UsageError naming the flag when the settings are out of range or do not combine."""
+        from finetune.config_checks import check
 
-        for f in dataclasses.fields(self):  # --mode, --loss, --precision, ...: a config file bypasses argparse
-            choices, value = f.metadata.get("choices"), getattr(self, f.name)
-            if choices and value not in choices:
-                quoted = [repr(c) for c in choices]
-                options = " or ".join(quoted) if len(quoted) == 2 else f"one of {', '.join(quoted)}"
-                raise UsageError(f"--{f.name.replace('_', '-')} must be {options}, not {value!r}")
-        if self.loss != "infonce":
-            if self.mode != "full":
-                raise UsageError(f"--loss {self.loss} needs --mode full (mode query trains InfoNCE only)")
-            for flag, on in (("--gradient-cache", self.gradient_cache), ("--symmetric", self.symmetric),
-                             ("--learnable-temperature", self.learnable_temperature)):
-                if on:
-                    raise UsageError(f"{flag} is an InfoNCE option; it does not combine with --loss {self.loss}")
-        if self.loss == "triplet" and self.num_negatives < 1:
-            raise UsageError("--loss triplet needs --num-negatives >= 1 (its triplets are the mined negatives)")
-        if not 0 <= self.triplet_margin <= 2:
-            raise UsageError(f"--triplet-margin must be in [0, 2] (a cosine distance), got {self.triplet_margin}")
-        if not 0 < self.temperature <= 10:
-            raise UsageError(f"--temperature must be in (0, 10], got {self.temperature}")
-        if self.rank_start < 1 or self.rank_end <= self.rank_start:
-            raise UsageError(f"mining window [{self.rank_start}, {self.rank_end}) is empty or starts below rank 1")
-        if self.epochs < 1 or self.batch_size < 2:
-            raise UsageError("--epochs must be >= 1 and --batch-size >= 2")
-        if self.interpolate not in ("auto", "none"):
-            try:
-                alpha = float(self.interpolate)
-            except ValueError:
-                alpha = -1.0
-            if not 0 <= alpha <= 1:
-                raise UsageError(f"--interpolate must be 'auto', 'none' or a number in [0, 1], not {self.interpolate!r}")
-        if self.corpus_negatives < 0:
-            raise UsageError(f"--corpus-negatives must be >= 0 (0: the whole corpus), got {self.corpus_negatives}")
-        if self.corpus_negatives and self.mode != "query":
-            raise UsageError("--corpus-negatives needs --mode query (the frozen corpus is what it samples from)")
-        self._validate_queue_and_matryoshka()
-        if not 0 <= self.attention_dropout < 1:
-            raise UsageError(f"--attention-dropout must be in [0, 1), got {self.attention_dropout}")
-        if not (self.hidden_dropout == -1 or 0 <= self.hidden_dropout < 1):
-            raise UsageError(f"--hidden-dropout must be in [0, 1) or -1 (keep the model's), got {self.hidden_dropout}")
-        if self.lora_rank < 0 or self.lora_alpha < 0:
-            raise UsageError(f"--lora-rank and --lora-alpha must be >= 0, got {self.lora_rank} and {self.lora_alpha}")
-        if not 0 < self.dev_fraction < 1:
-            raise UsageError(f"--dev-fraction must be between 0 and 1, got {self.dev_fraction}")
+        check(self)
 
     def parsed_matryoshka_dims(self) -> list[int]:
         """``--matryoshka-dims`` as a list of widths (empty when off); UsageError when it does not parse."""
@@ -201,29 +160,6 @@ class FinetuneConfig:
             raise UsageError(f"--matryoshka-dims must be distinct positive integers separated by commas, e.g. "
                              f"384,256,128,64; got {self.matryoshka_dims!r}")
         return dims
-
-    def _validate_queue_and_matryoshka(self) -> None:
-        from retrieval.errors import UsageError
-
-        if self.queue_size < 0:
-            raise UsageError(f"--queue-size must be >= 0 (0: no queue), got {self.queue_size}")
-        if not 0 <= self.momentum < 1:
-            raise UsageError(f"--momentum must be in [0, 1), got {self.momentum}")
-        if self.momentum > 0 and not self.queue_size:
-            raise UsageError("--momentum needs --queue-size > 0 (the momentum encoder embeds the queued documents)")
-        if self.queue_size:
-            if self.mode != "full" or self.loss != "infonce":
-                raise UsageError("--queue-size needs --mode full and --loss infonce")
-            if self.gradient_cache:
-                raise UsageError("--queue-size does not combine with --gradient-cache")
-        dims = self.parsed_matryoshka_dims()
-        if dims:
-            if self.mode != "full":
-                raise UsageError("--matryoshka-dims needs --mode full")
-            if self.momentum > 0:
-                raise UsageError("--matryoshka-dims with --momentum > 0 is not implemented (use --momentum 0)")
-            if self.gradient_cache and self.learnable_temperature:
-                raise UsageError("--matryoshka-dims with --gradient-cache and --learnable-temperature is not implemented")
 
 
 def precision_flags(precision: str) -> dict[str, bool]:
