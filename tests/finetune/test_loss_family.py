@@ -120,6 +120,20 @@ def test_triplet_without_negative_columns_uses_the_other_rows_positives():
     np.testing.assert_allclose(loss.item(), np.mean(hinge), rtol=1e-5)
 
 
+def capture_scores(monkeypatch, module) -> list[torch.Tensor]:
+    """Every score matrix ``module.cosine_scores`` returns from now on, kept with its gradient."""
+    captured = []
+
+    def keep(a, b, real=module.cosine_scores):
+        scores = real(a, b)
+        scores.retain_grad()
+        captured.append(scores)
+        return scores
+
+    monkeypatch.setattr(module, "cosine_scores", keep)
+    return captured
+
+
 LOSSES = {
     "infonce": lambda: InfoNCE(None, positives=POSITIVES),
     "nce": lambda: NCE(None, positives=POSITIVES),
@@ -134,15 +148,7 @@ def test_masked_candidates_get_exactly_zero_gradient(monkeypatch, name):
     import importlib
 
     module = importlib.import_module(f"finetune.losses.{'info_nce' if name == 'infonce' else name.split('-')[0]}")
-    captured = []
-
-    def keep(a, b, real=module.cosine_scores):
-        scores = real(a, b)
-        scores.retain_grad()
-        captured.append(scores)
-        return scores
-
-    monkeypatch.setattr(module, "cosine_scores", keep)
+    captured = capture_scores(monkeypatch, module)
     loss_fn = LOSSES[name]()
     loss_fn.loss_from_embeddings(embeddings(), LABELS)[0].backward()
     grad = captured[0].grad
@@ -158,14 +164,7 @@ def test_triplet_masks_a_known_positive_among_in_batch_negatives(monkeypatch):
     """Without negative columns a row's triplets use the other rows' positives: the masked one gets no gradient."""
     import finetune.losses.triplet as module
 
-    captured = []
-
-    def keep(a, b, real=module.cosine_scores):
-        captured.append(real(a, b))
-        captured[-1].retain_grad()
-        return captured[-1]
-
-    monkeypatch.setattr(module, "cosine_scores", keep)
+    captured = capture_scores(monkeypatch, module)
     loss, stats = LOSSES["triplet"]().loss_from_embeddings(embeddings(n_columns=2), LABELS[:, :2])
     loss.backward()
     grad = captured[0].grad
