@@ -13,7 +13,8 @@ first at the same width. Nothing is trained and no corpus is encoded::
     python bench/widths.py --data ../shared/data/beir/scifact --work /tmp/recipes --runs n3-3ep n3-3ep-matryoshka
     python bench/widths.py --data ~/.cache/retrieval/datasets/manpages --work /tmp/recipes --runs n3-3ep n3-3ep-matryoshka
 
-Prints one markdown table and writes ``WORK/<dataset>/widths.json``.
+Prints one markdown table and writes ``WORK/<dataset>/widths-<run>+<run>....json``, named for the rows
+compared, so the seed-42 and seed-7 comparisons sit side by side instead of one overwriting the other.
 """
 
 from __future__ import annotations
@@ -83,10 +84,17 @@ def main(argv: list[str] | None = None) -> int:
         n_docs = len(vectors[first][1])
         for name in args.runs:
             results[name][str(dim)]["index_mib"] = n_docs * dim * 4 / 2**20
-    (work / "widths.json").write_text(json.dumps(results, indent=1))
+    output = output_path(work, args.runs)
+    output.write_text(json.dumps(results, indent=1))
     print(f"\n## {dataset.name}: nDCG@10 at each width (p: paired t-test against {first} at the same width)\n")
     print(table(results, args.runs, list(groups)))
+    print(f"\nwritten: {output}")
     return 0
+
+
+def output_path(work: Path, runs: list[str]) -> Path:
+    """Where one comparison's results go: named for its rows, in order (the first is the reference)."""
+    return work / ("widths-" + "+".join(runs) + ".json")
 
 
 def p_text(p: float) -> str:

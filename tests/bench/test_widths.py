@@ -19,3 +19,11 @@ def test_the_table_has_a_row_per_width_and_run_with_p_only_against_the_first(wid
     assert [line.split(" | ")[0:3] for line in lines[2:]] == [["| 64", "1.0 MiB", "a"], ["| 64", "1.0 MiB", "b"],
                                                              ["| 32", "1.0 MiB", "a"], ["| 32", "1.0 MiB", "b"]]
     assert "(0.040)" in lines[3] and "(" not in lines[2] and "(<0.001)" in lines[5]
+
+
+def test_each_comparison_writes_its_own_file_named_for_its_rows(widths, tmp_path):
+    seed42 = widths.output_path(tmp_path, ["n3-3ep", "n3-3ep-matryoshka"])
+    seed7 = widths.output_path(tmp_path, ["n3-3ep-s7", "n3-3ep-matryoshka-s7"])
+    assert seed42 != seed7 and seed42.parent == seed7.parent == tmp_path
+    assert seed42.name == "widths-n3-3ep+n3-3ep-matryoshka.json"
+    assert widths.output_path(tmp_path, ["b", "a"]) != widths.output_path(tmp_path, ["a", "b"])  # the first is the reference
