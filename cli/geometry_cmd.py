@@ -62,7 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def options_from_args(args: argparse.Namespace):
     """The library's settings of a measurement, from this command's flags."""
-    from retrieval.geometry import DEFAULT_SIGMAS, GeometryConfig
+    from retrieval.geometry import DEFAULT_SIGMAS
+    from retrieval.geometry_measure import GeometryConfig
     from retrieval.geometry_job import GeometryOptions
     from retrieval.retriever import IndexSpec
 

@@ -4,7 +4,7 @@ What ``retrieval geometry`` and the main job's geometry step both run. For each 
 the corpus side comes from a matching saved index when there is one (a model tuned on
 the query side only shares its base model's document encoder, hence its index);
 otherwise the corpus is indexed (or, with ``max_docs``, only the sample is encoded).
-The measures are :func:`retrieval.geometry.measure_all`, the pictures and the markdown
+The measures are :func:`retrieval.geometry_measure.measure_all`, the pictures and the markdown
 section :mod:`retrieval.geometry_plots`. Models may be given by name (loaded one at a
 time) or already loaded.
 """
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from retrieval.errors import UsageError
-from retrieval.geometry import GeometryConfig
+from retrieval.geometry_measure import GeometryConfig
 from retrieval.models import slug
 from retrieval.retriever import IndexSpec
 
@@ -123,9 +123,9 @@ def doc_vectors(model: SentenceTransformer, name: str, dataset: Dataset, ids: li
 
 def model_geometry(model: SentenceTransformer, name: str, dataset: Dataset, ids: list[str], classes: dict[str, str],
                    options: GeometryOptions, root: Path, say: Say) -> dict[str, Any]:
-    """Encode what the measures need with one model and run :func:`retrieval.geometry.measure_all`."""
+    """Encode what the measures need with one model and run :func:`retrieval.geometry_measure.measure_all`."""
     from retrieval.encode import encode
-    from retrieval.geometry import measure_all
+    from retrieval.geometry_measure import measure_all
 
     split, spec = options.split, options.spec
     docs = doc_vectors(model, name, dataset, ids, root, spec, options.index_dir is None, say)

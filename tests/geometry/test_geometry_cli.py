@@ -129,11 +129,12 @@ def test_geometry_report_links_the_plots_relative_to_the_report_folder(tmp_path)
     import numpy as np
 
     from retrieval import geometry as g
+    from retrieval import geometry_measure as m
     from retrieval.geometry_plots import geometry_report
 
     rng = np.random.default_rng(0)
     vecs, labels = g.unit(rng.normal(size=(40, 8))), np.arange(40) % 4
-    results = {name: g.measure_all(vecs + shift, vecs[:10], vecs[10:20], vecs, labels, config=g.GeometryConfig(ks=(1, 4)))
+    results = {name: m.measure_all(vecs + shift, vecs[:10], vecs[10:20], vecs, labels, config=m.GeometryConfig(ks=(1, 4)))
                for name, shift in (("base", 0.0), ("tuned", 0.3))}
     markdown = geometry_report(results, tmp_path / "run" / "geometry", relative_to=tmp_path / "run")
     assert "| base |" in markdown and "| tuned |" in markdown
@@ -146,9 +147,10 @@ def test_projection_uses_umap_when_it_is_installed():
     import numpy as np
 
     from retrieval import geometry as g
+    from retrieval import geometry_measure as m
 
     vecs = g.unit(np.random.default_rng(0).normal(size=(60, 8)))
-    proj = g.measure_all(vecs, vecs[:5], vecs[5:10], vecs, np.arange(60) % 3, config=g.GeometryConfig(ks=(1,)))["projection"]
+    proj = m.measure_all(vecs, vecs[:5], vecs[5:10], vecs, np.arange(60) % 3, config=m.GeometryConfig(ks=(1,)))["projection"]
     assert len(proj["umap_points"]) == 60 and len(proj["umap_background"]) == 60
 
 

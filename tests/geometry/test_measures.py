@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from retrieval import geometry as g
+from retrieval import geometry_measure as m
 
 
 def _sphere(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -132,7 +133,7 @@ def test_pca_recovers_the_plane_the_points_lie_in():
 
 def test_measure_all_is_json_serialisable_and_has_every_measure():
     vecs, labels = _clusters(3, 10, 16, spread=0.3)
-    out = g.measure_all(vecs, vecs[:10], vecs[10:20], vecs, labels, config=g.GeometryConfig(ks=(1, 4)))
+    out = m.measure_all(vecs, vecs[:10], vecs[10:20], vecs, labels, config=m.GeometryConfig(ks=(1, 4)))
     restored = json.loads(json.dumps(out))
     assert {"anisotropy", "alignment", "uniformity", "class_similarity", "linear_probe", "infonce", "projection"} <= set(restored)
     assert len(restored["projection"]["points"]) == 30 and restored["counts"]["classes"] == 3
@@ -140,7 +141,7 @@ def test_measure_all_is_json_serialisable_and_has_every_measure():
 
 def test_measure_all_without_labels_skips_the_class_measures():
     vecs = _sphere(40, 8)
-    out = g.measure_all(vecs, vecs[:5], vecs[5:10], config=g.GeometryConfig(ks=(1, 2)))
+    out = m.measure_all(vecs, vecs[:5], vecs[5:10], config=m.GeometryConfig(ks=(1, 2)))
     assert out["class_similarity"] is None and out["linear_probe"] is None
     assert out["projection"]["points"] == [] and len(out["projection"]["background"]) == 40
 
@@ -148,9 +149,9 @@ def test_measure_all_without_labels_skips_the_class_measures():
 def test_infonce_negatives_come_from_a_capped_sample_of_a_large_corpus_without_the_excluded_rows():
     q = _sphere(20, 64, 6)
     docs = np.concatenate([q, _sphere(300, 64, 7)])
-    cfg = g.GeometryConfig(ks=(1, 64, 128), infonce_candidates=100)
+    cfg = m.GeometryConfig(ks=(1, 64, 128), infonce_candidates=100)
     sampled = np.random.default_rng(cfg.seed).choice(len(docs), 100, replace=False)
     assert (sampled < 20).sum() >= 3  # the sample holds copies of some queries: the exclusion matters below
-    out = g.measure_all(docs, q, q, exclude=[[n] for n in range(20)], config=cfg)["infonce"]
+    out = m.measure_all(docs, q, q, exclude=[[n] for n in range(20)], config=cfg)["infonce"]
     assert out["k"] == [1, 64]  # K=128 needs more than the 100 sampled candidates
     assert out["loss"][-1] < 0.01  # no query's own copy was drawn as a negative
