@@ -90,7 +90,8 @@ def main() -> None:
 
     import torch
 
-    from retrieval.backends import NEEDS_CALIBRATION, BackendUnavailable, calibration_sample, load_model_with_backend
+    from retrieval.backend_exports import BackendUnavailable, calibration_sample
+    from retrieval.backends import NEEDS_CALIBRATION, load_model_with_backend
     from retrieval.encode import doc_texts
     from retrieval.models import load_model
     from retrieval.sources import resolve

@@ -78,7 +78,8 @@ def _load(args: argparse.Namespace, calibration: list[str] | None):
         echo(f"--backend auto: {args.backend} ({why})")
     if args.backend == "torch":
         return load_model_from_args(args, args.model)
-    from retrieval.backends import BackendUnavailable, load_model_with_backend
+    from retrieval.backend_exports import BackendUnavailable
+    from retrieval.backends import load_model_with_backend
 
     try:
         return load_model_with_backend(args.model, args.backend, args.device, args.trust_remote_code, args.max_seq_length,
@@ -89,7 +90,8 @@ def _load(args: argparse.Namespace, calibration: list[str] | None):
 
 def _calibration(dataset, args: argparse.Namespace) -> list[str] | None:
     """A sample of the corpus for backends whose quantisation is calibrated on data, else None."""
-    from retrieval.backends import NEEDS_CALIBRATION, calibration_sample
+    from retrieval.backend_exports import calibration_sample
+    from retrieval.backends import NEEDS_CALIBRATION
     from retrieval.encode import doc_texts
 
     if args.backend not in NEEDS_CALIBRATION:

@@ -21,8 +21,9 @@ openvino-int8  that OpenVINO model with static int8 post-training quantisation (
 sentence-transformers already sorts each call's texts by length before batching,
 so every backend gets length-sorted batches for free.
 
-The ONNX/OpenVINO backends need ``optimum-onnx[onnxruntime]`` / ``optimum-intel[openvino]``;
-when they cannot be imported :class:`BackendUnavailable` says so. Neither is a dependency:
+The ONNX/OpenVINO backends (:mod:`retrieval.backend_exports`) need ``optimum-onnx[onnxruntime]`` /
+``optimum-intel[openvino]``; when they cannot be imported
+:class:`~retrieval.backend_exports.BackendUnavailable` says so. Neither is a dependency:
 optimum-intel 2.2 pins ``transformers<5.6`` (``.ci/openvino-env`` installs an environment
 where it runs), and optimum-onnx 0.1 pins ``transformers<4.58``, which sentence-transformers 6
 (``transformers>=5``) excludes, so the ONNX rows stay unavailable until optimum-onnx moves.
@@ -45,60 +46,18 @@ records the backend (``IndexMeta.backend``) so the difference is visible.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import importlib
-import logging
-import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from retrieval.backend_exports import load_onnx, load_onnx_int8, load_openvino, load_openvino_int8
 from retrieval.encode import DEFAULT_BATCH_SIZE, encode
-from retrieval.models import load_model, model_fingerprint, resolve_model_path
+from retrieval.models import load_model, model_fingerprint
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
-
-logger = logging.getLogger(__name__)
-
-ONNX_INT8_CONFIG = "avx512_vnni"
-ONNX_INT8_FILE = f"onnx/model_qint8_{ONNX_INT8_CONFIG}.onnx"
-ONNX_REQUIREMENT = ("optimum-onnx[onnxruntime] (pip install 'sentence-transformers[onnx]'; optimum-onnx 0.1 needs "
-                    "transformers<4.58, which sentence-transformers 6 cannot use)")
-OPENVINO_REQUIREMENT = "optimum-intel[openvino] (it needs transformers<5.6: .ci/openvino-env installs such an environment)"
-CALIBRATION_SIZE = 300
-CALIBRATION_MAX_LENGTH = 256
-
-
-class BackendUnavailable(RuntimeError):
-    """The backend's packages are missing or incompatible; the message says which."""
-
-
-def _require(module: str, requirement: str) -> None:
-    try:
-        importlib.import_module(module)
-    except Exception as err:  # an incompatible optimum raises ImportError deep inside transformers
-        raise BackendUnavailable(f"this backend needs {requirement} ({type(err).__name__}: {err})") from err
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("RETRIEVAL_CACHE", Path.home() / ".cache" / "retrieval")) / "backends"
-
-
-def _export_dir(name: str, fingerprint: str) -> Path:
-    """A private copy of the model folder to hold ONNX/OpenVINO exports beside the weights."""
-    source = Path(resolve_model_path(name))
-    if not source.is_dir():
-        raise BackendUnavailable(f"{name}: exporting needs a local model folder")
-    target = cache_root() / f"{source.name}-{fingerprint}"
-    if not target.exists():
-        tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
-        shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("onnx", "openvino"))
-        os.replace(tmp, target)
-    return target
 
 
 def _load_torch(name: str, device: str | None, **kwargs) -> SentenceTransformer:
@@ -116,97 +75,14 @@ def _load_torch_int8(name: str, device: str | None, **kwargs) -> SentenceTransfo
     return model
 
 
-def _load_exported(name: str, device: str | None, backend: str, file_name: str | None = None,
-                   fingerprint: str | None = None, **kwargs) -> SentenceTransformer:
-    """``backend`` model from the export folder; ``fingerprint`` of the float weights, if known, saves a load."""
-    from sentence_transformers import SentenceTransformer
-
-    fingerprint = fingerprint or model_fingerprint(load_model(name, device="cpu", **kwargs))
-    folder = _export_dir(name, fingerprint)
-    options = {"model_kwargs": {"file_name": file_name}} if file_name else {}
-    model = SentenceTransformer(str(folder), device=device or "cpu", backend=backend, **options)
-    if kwargs.get("max_seq_length"):
-        model.max_seq_length = kwargs["max_seq_length"]
-    if not (folder / backend).exists():
-        model.save_pretrained(str(folder))  # keep the export: the next load skips it
-    model._retrieval_fingerprint = fingerprint
-    return model
-
-
-def _load_onnx(name: str, device: str | None, **kwargs) -> SentenceTransformer:
-    _require("optimum.onnxruntime", ONNX_REQUIREMENT)
-    return _load_exported(name, device, "onnx", **kwargs)
-
-
-def _load_onnx_int8(name: str, device: str | None, **kwargs) -> SentenceTransformer:
-    _require("optimum.onnxruntime", ONNX_REQUIREMENT)
-    from sentence_transformers import export_dynamic_quantized_onnx_model
-
-    model = _load_onnx(name, device, **kwargs)
-    folder = _export_dir(name, model._retrieval_fingerprint)
-    if not (folder / ONNX_INT8_FILE).exists():
-        export_dynamic_quantized_onnx_model(model, ONNX_INT8_CONFIG, str(folder))
-    return _load_exported(name, device, "onnx", ONNX_INT8_FILE, model._retrieval_fingerprint, **kwargs)
-
-
-def _load_openvino(name: str, device: str | None, **kwargs) -> SentenceTransformer:
-    _require("optimum.intel.openvino", OPENVINO_REQUIREMENT)
-    return _load_exported(name, device, "openvino", **kwargs)
-
-
-def calibration_sample(texts: list[str], n: int = CALIBRATION_SIZE, seed: int = 0) -> list[str]:
-    """A seeded sample of the texts to be encoded, to calibrate static int8 quantisation on."""
-    rng = np.random.default_rng(seed)
-    picked = rng.choice(len(texts), size=min(n, len(texts)), replace=False) if texts else []
-    return [texts[i] for i in sorted(picked)]
-
-
-def _load_openvino_int8(name: str, device: str | None, calibration_texts: list[str] | None = None,
-                        **kwargs) -> SentenceTransformer:
-    """Static int8 OpenVINO; the quantised file is cached per calibration sample.
-
-    Activations are quantised with ranges measured on ``calibration_texts`` (NNCF's default
-    recipe: SmoothQuant + fast bias correction), so the texts should look like what will be
-    encoded: ``retrieval index build`` passes :func:`calibration_sample` of the corpus.
-    """
-    _require("optimum.intel.openvino", OPENVINO_REQUIREMENT)
-    if not calibration_texts:
-        raise ValueError("openvino-int8 needs calibration_texts (a sample of the texts to encode)")
-    fingerprint = model_fingerprint(load_model(name, device="cpu", **kwargs))  # loaded once, reused below
-    folder = _export_dir(name, fingerprint)
-    file_name = f"openvino/openvino_model_qint8_{texts_fingerprint(calibration_texts)}.xml"
-    if not (folder / file_name).exists():
-        _quantize_openvino(_load_exported(name, device, "openvino", None, fingerprint, **kwargs), calibration_texts,
-                           folder / file_name)
-    return _load_exported(name, device, "openvino", file_name, fingerprint, **kwargs)
-
-
-def _quantize_openvino(model: SentenceTransformer, texts: list[str], target: Path) -> None:
-    import datasets
-    from optimum.intel.openvino import OVConfig, OVQuantizationConfig, OVQuantizer
-
-    max_length = min(CALIBRATION_MAX_LENGTH, model.max_seq_length or CALIBRATION_MAX_LENGTH)
-    tokens = model.tokenizer(texts, padding="max_length", max_length=max_length, truncation=True)
-    calibration = datasets.Dataset.from_dict(dict(tokens))
-    quantizer = OVQuantizer.from_pretrained(model.transformers_model)
-    tmp = target.parent.parent / f"quantize.tmp-{os.getpid()}"
-    config = OVConfig(quantization_config=OVQuantizationConfig(num_samples=len(texts)))
-    quantizer.quantize(calibration_dataset=calibration, save_directory=str(tmp), ov_config=config)
-    # The .bin is found beside the .xml by stem, so both are renamed together; the .xml last,
-    # because its presence is what marks the export as done.
-    os.replace(tmp / "openvino" / "openvino_model.bin", target.with_suffix(".bin"))
-    os.replace(tmp / "openvino" / "openvino_model.xml", target)
-    shutil.rmtree(tmp, ignore_errors=True)
-
-
 BACKENDS: dict[str, Callable[..., SentenceTransformer]] = {
     "torch": _load_torch,
     "torch-bf16": _load_torch,
     "torch-int8": _load_torch_int8,
-    "onnx": _load_onnx,
-    "onnx-int8": _load_onnx_int8,
-    "openvino": _load_openvino,
-    "openvino-int8": _load_openvino_int8,
+    "onnx": load_onnx,
+    "onnx-int8": load_onnx_int8,
+    "openvino": load_openvino,
+    "openvino-int8": load_openvino_int8,
 }
 
 
@@ -249,7 +125,9 @@ def load_model_with_backend(
     max_seq_length: int | None = None,
     calibration_texts: list[str] | None = None,
 ) -> SentenceTransformer:
-    """Load ``name`` to run on ``backend`` (see the module table); raises :class:`BackendUnavailable`.
+    """Load ``name`` to run on ``backend`` (see the module table).
+
+    Raises :class:`~retrieval.backend_exports.BackendUnavailable` when the backend's packages are missing.
 
     ``calibration_texts`` is used (and required) only by ``openvino-int8``.
     """
@@ -314,11 +192,3 @@ def encode_with_backend(
     """:func:`retrieval.encode.encode` run in the backend's context; always float32."""
     with backend_context(model, backend):
         return encode(model, texts, prompt, batch_size, progress)
-
-
-def texts_fingerprint(texts: list[str], prompt: str | None = None) -> str:
-    digest = hashlib.sha256((prompt or "").encode())
-    for text in texts:
-        digest.update(text.encode("utf-8"))
-        digest.update(b"\x1f")
-    return digest.hexdigest()[:16]

@@ -38,6 +38,15 @@ def corpus_fingerprint(corpus: dict[str, dict[str, str]]) -> str:
     return digest.hexdigest()[:16]
 
 
+def texts_fingerprint(texts: list[str], prompt: str | None = None) -> str:
+    """A hash of texts in order (and the prompt they are encoded with): what a resumable encode or a calibration sample is keyed on."""
+    digest = hashlib.sha256((prompt or "").encode())
+    for text in texts:
+        digest.update(text.encode("utf-8"))
+        digest.update(b"\x1f")
+    return digest.hexdigest()[:16]
+
+
 def encode(
     model: SentenceTransformer,
     texts: list[str],

@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from index.atomic import write_text
-from retrieval.backends import bulk_context, load_model_with_backend, texts_fingerprint
-from retrieval.encode import DEFAULT_BATCH_SIZE, encode
+from retrieval.backends import bulk_context, load_model_with_backend
+from retrieval.encode import DEFAULT_BATCH_SIZE, encode, texts_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -241,7 +241,8 @@ def encode_this_rank(data: str, model_name: str, out: str | Path, n_shards: int,
     """
     import torch
 
-    from retrieval.backends import NEEDS_CALIBRATION, calibration_sample
+    from retrieval.backend_exports import calibration_sample
+    from retrieval.backends import NEEDS_CALIBRATION
     from retrieval.encode import doc_texts
     from retrieval.models import model_fingerprint
     from retrieval.sources import resolve

@@ -99,7 +99,7 @@ CORPUS = [f"document {i} about {topic} and {other}" for i, (topic, other) in
 def test_openvino_int8_is_calibrated_on_the_given_texts_and_cached_per_sample(tiny_model_path, reference, monkeypatch,
                                                                                tmp_path):
     pytest.importorskip("optimum.intel.openvino", reason="optimum-intel[openvino] not installed")
-    from retrieval.backends import calibration_sample
+    from retrieval.backend_exports import calibration_sample
 
     monkeypatch.setenv("RETRIEVAL_CACHE", str(tmp_path / "cache"))
     with pytest.raises(ValueError, match="calibration"):
