@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import TrainerCallback
 
     from finetune.config import FinetuneConfig
-    from finetune.train import _trainer, prepare
+    from finetune.train import prepare
+    from finetune.trainer import build_trainer
     from retrieval.sources import resolve
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.work / "run"
     shutil.rmtree(out, ignore_errors=True)
     setup, _, _ = prepare(dataset, config, out, base_index=args.index or args.work / "base-index")
-    trainer = _trainer(setup, config, out)
+    trainer = build_trainer(setup, config, out)
     trainer.args.max_steps = args.steps + 1
     trainer.args.eval_strategy = trainer.args.save_strategy = "no"
     trainer.args.load_best_model_at_end = False
