@@ -76,7 +76,7 @@ def build_trainer(setup, config: FinetuneConfig, out: Path):
 
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping))
     if config.momentum > 0:  # the queue's momentum encoder follows the online one after each optimizer step
-        from finetune.losses.queue import trainer_callbacks
+        from finetune.loss_callbacks import trainer_callbacks
 
         callbacks += trainer_callbacks(setup.loss)
     return trainer_cls(model=setup.model, args=args, train_dataset=setup.train_dataset, loss=setup.loss,

@@ -15,7 +15,7 @@ With ``momentum = 0`` (the default) the queue holds the online encoder's own det
 embeddings, a memory bank: queued vectors come from slightly older weights, harmless for the
 few steps a small queue spans at fine-tuning learning rates. With ``momentum = m > 0`` a copy of
 the encoder, ``theta_k <- m theta_k + (1 - m) theta_q`` after every optimizer step
-(:class:`MomentumUpdate`, a trainer callback), embeds the documents that are enqueued, so that
+(:class:`finetune.loss_callbacks.MomentumUpdate`, a trainer callback), embeds the documents that are enqueued, so that
 the queue stays consistent over many steps, as in MoCo; it costs a second, gradient-free forward
 pass of the document columns and a second copy of the weights.
 
@@ -46,6 +46,7 @@ from torch import Tensor, nn
 
 from finetune.distributed import is_multi_process
 from finetune.losses.core import PositivePairs, info_nce_from_scores, known_positive_mask
+from finetune.losses.embedding_queue import EmbeddingQueue
 from finetune.losses.info_nce import CITATION as INFO_NCE_CITATION
 from finetune.losses.info_nce import InfoNCE, cosine_scores, embed_columns
 
@@ -60,45 +61,6 @@ CITATION = """
     url={https://arxiv.org/abs/1911.05722},
 }
 """
-
-
-class EmbeddingQueue:
-    """A FIFO of at most ``max_size`` detached embedding rows with their document ids (oldest first).
-
-    ``push`` appends a block and drops the oldest rows beyond ``max_size`` (a block larger than
-    the queue keeps only its last ``max_size`` rows). Ids are long, ``-1`` for "unknown".
-    """
-
-    def __init__(self, max_size: int) -> None:
-        if max_size < 1:
-            raise ValueError(f"a queue needs max_size >= 1, got {max_size}")
-        self.max_size = int(max_size)
-        self.vectors: Tensor | None = None
-        self.ids: Tensor | None = None
-
-    def __len__(self) -> int:
-        return 0 if self.ids is None else int(self.ids.numel())
-
-    def push(self, vectors: Tensor, ids: Tensor) -> None:
-        vectors = vectors.detach().float()
-        ids = ids.detach().reshape(-1).to(device=vectors.device, dtype=torch.long)
-        if vectors.dim() != 2 or ids.numel() != vectors.size(0):
-            raise ValueError(f"push needs [n, d] vectors and n ids, got {tuple(vectors.shape)} and {ids.numel()} ids")
-        if self.vectors is not None:
-            if self.vectors.size(1) != vectors.size(1):
-                raise ValueError(f"queue holds width {self.vectors.size(1)}, got {vectors.size(1)}")
-            vectors = torch.cat([self.vectors.to(vectors.device), vectors])
-            ids = torch.cat([self.ids.to(vectors.device), ids])
-        self.vectors, self.ids = vectors[-self.max_size:], ids[-self.max_size:]
-
-    def contents(self, device: torch.device, width: int) -> tuple[Tensor, Tensor]:
-        """``(vectors [n, width], ids [n])`` on ``device``; empty tensors when the queue is empty."""
-        if self.vectors is None:
-            return torch.zeros(0, width, device=device), torch.zeros(0, dtype=torch.long, device=device)
-        return self.vectors.to(device), self.ids.to(device)
-
-    def clear(self) -> None:
-        self.vectors = self.ids = None
 
 
 class QueueInfoNCE(InfoNCE):
@@ -132,8 +94,9 @@ class QueueInfoNCE(InfoNCE):
         model: the SentenceTransformer being trained.
         queue_size: most queued document rows (``>= 1``).
         momentum: ``m`` of the momentum encoder that embeds enqueued documents; 0 = the online
-            encoder's own detached embeddings (no second encoder). Needs :class:`MomentumUpdate`
-            among the trainer's callbacks (:func:`trainer_callbacks` builds it).
+            encoder's own detached embeddings (no second encoder). Needs
+            :class:`~finetune.loss_callbacks.MomentumUpdate` among the trainer's callbacks
+            (:func:`~finetune.loss_callbacks.trainer_callbacks` builds it).
         temperature, learnable_temperature, symmetric, positives, mask_known_positives: as for
             :class:`InfoNCE`. Cross-process gathering is off: a queue is single-process only.
 
@@ -141,6 +104,8 @@ class QueueInfoNCE(InfoNCE):
     arXiv:1805.01978); van den Oord et al. 2018 (InfoNCE, arXiv:1807.03748).
 
     Example::
+
+        from finetune.loss_callbacks import trainer_callbacks
 
         loss = QueueInfoNCE(model, queue_size=4096, positives={0: {3, 7}, 1: {4}})
         trainer = SentenceTransformerTrainer(model=model, train_dataset=rows, loss=loss,
@@ -286,40 +251,3 @@ class QueueInfoNCE(InfoNCE):
     @property
     def citation(self) -> str:
         return INFO_NCE_CITATION + CITATION
-
-
-def find_queue_losses(loss: nn.Module | None) -> list[QueueInfoNCE]:
-    """The :class:`QueueInfoNCE` inside ``loss`` or wrappers of it (``MatryoshkaLoss`` keeps the inner one as ``.loss``)."""
-    found, seen = [], set()
-    while isinstance(loss, nn.Module) and id(loss) not in seen:
-        seen.add(id(loss))
-        if isinstance(loss, QueueInfoNCE):
-            found.append(loss)
-        loss = getattr(loss, "loss", None)
-    return found
-
-
-def trainer_callbacks(loss: nn.Module | None) -> list:
-    """The trainer callbacks ``loss`` needs: a :class:`MomentumUpdate` per queue loss with momentum."""
-    return [MomentumUpdate(q) for q in find_queue_losses(loss) if q.momentum_encoder is not None]
-
-
-try:
-    from transformers import TrainerCallback
-except ImportError:  # pragma: no cover - transformers comes with sentence-transformers
-    TrainerCallback = object
-
-
-class MomentumUpdate(TrainerCallback):
-    """Synchronise the momentum copy when training starts, then update it after every optimizer step."""
-
-    def __init__(self, loss: QueueInfoNCE) -> None:
-        self.loss = loss
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.loss.sync_momentum_encoder()  # after the trainer restored a checkpoint into the online model
-        for queue in self.loss.queues.values():
-            queue.clear()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.loss.momentum_update()

@@ -10,7 +10,9 @@ import torch
 
 from finetune.config import FinetuneConfig
 from finetune.losses.info_nce import InfoNCE
-from finetune.losses.queue import EmbeddingQueue, MomentumUpdate, QueueInfoNCE, find_queue_losses, trainer_callbacks
+from finetune.loss_callbacks import MomentumUpdate, find_queue_losses, trainer_callbacks
+from finetune.losses.embedding_queue import EmbeddingQueue
+from finetune.losses.queue import QueueInfoNCE
 from retrieval.errors import UsageError
 
 LABELS = torch.tensor([[0, 10, 20], [1, 11, 21], [2, 12, 22]])  # all documents distinct
