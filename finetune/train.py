@@ -4,8 +4,10 @@ Stages: base index (reused if it exists: never re-encode a corpus whose index
 matches) -> train/dev split -> hard-negative mining over that index -> training
 with dev nDCG@10 at every evaluation, the best checkpoint kept -> export
 (``OUT/model``) -> test evaluation. The training loop is the trainer's; this
-module only wires data, loss, evaluator and arguments together, and adds the
-loss statistics (in-batch accuracy, MI lower bound) to its logs.
+module runs the stages and wires data, loss and evaluator together;
+:mod:`finetune.trainer` sets the trainer's arguments and callbacks, and
+:mod:`finetune.stats_trainer` adds the loss statistics (in-batch accuracy, MI
+lower bound) to its logs.
 
 Layout under ``out``::
 
