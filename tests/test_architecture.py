@@ -104,6 +104,15 @@ def test_every_package_is_scanned():
         assert len(list((ROOT / package).rglob("*.py"))) >= 3, f"{package}/ not found under {ROOT}"
 
 
+def test_every_package_folder_is_a_regular_package():
+    """A folder without ``__init__.py`` is a namespace package, which any installed package of the same name
+    (``retrieval`` is a common one) shadows, wherever it stands on ``sys.path``."""
+    for package in PACKAGES:
+        for folder in [ROOT / package, *(p.parent for p in (ROOT / package).rglob("*.py"))]:
+            if "__pycache__" not in folder.parts:
+                assert (folder / "__init__.py").is_file(), f"{folder.relative_to(ROOT)}/ has no __init__.py"
+
+
 @pytest.mark.parametrize(
     ("path", "source", "expected"),
     [
